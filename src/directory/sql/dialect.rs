@@ -1,0 +1,210 @@
+//! The few places SQLite and PostgreSQL SQL differ, and a small statement builder that
+//! numbers placeholders for the backend it targets.
+//!
+//! Identifiers and JSON keys spliced into statements come only from the attribute catalogue
+//! (canonical RFC 7643 names), never from a request; every request value is a bind.
+
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, AssertSqlSafe};
+
+use crate::directory::Backend;
+
+/// A value bound to a placeholder.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Bind {
+    Text(String),
+    Int(i64),
+    Bool(bool),
+    Float(f64),
+}
+
+/// A statement under construction: SQL text plus its binds, with placeholders in the
+/// backend's own syntax (`?` for SQLite, `$n` for PostgreSQL).
+#[derive(Debug, Clone)]
+pub(crate) struct Sql {
+    pub backend: Backend,
+    pub text: String,
+    pub binds: Vec<Bind>,
+}
+
+impl Sql {
+    pub fn new(backend: Backend) -> Self {
+        Self {
+            backend,
+            text: String::with_capacity(256),
+            binds: Vec::new(),
+        }
+    }
+
+    /// Appends SQL text.
+    pub fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    /// Appends a placeholder bound to `value`.
+    pub fn bind(&mut self, value: Bind) -> &mut Self {
+        self.binds.push(value);
+        match self.backend {
+            Backend::Sqlite => self.text.push('?'),
+            Backend::Postgres => {
+                self.text.push('$');
+                self.text.push_str(&self.binds.len().to_string());
+            }
+        }
+        self
+    }
+
+    pub fn bind_text(&mut self, value: impl Into<String>) -> &mut Self {
+        self.bind(Bind::Text(value.into()))
+    }
+
+    /// Appends `(?, ?, ...)` bound to the values.
+    pub fn bind_list<'a>(&mut self, values: impl IntoIterator<Item = &'a str>) -> &mut Self {
+        self.push("(");
+        for (i, v) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.bind_text(v);
+        }
+        self.push(")")
+    }
+
+    /// The executable query.
+    pub fn query(&self) -> Query<'_, Any, AnyArguments> {
+        let mut q = sqlx::query(AssertSqlSafe(self.text.clone()));
+        for b in &self.binds {
+            q = match b {
+                Bind::Text(s) => q.bind(s.clone()),
+                Bind::Int(i) => q.bind(*i),
+                Bind::Bool(v) => q.bind(*v),
+                Bind::Float(f) => q.bind(*f),
+            };
+        }
+        q
+    }
+}
+
+/// Backend-specific SQL fragments.
+pub(crate) trait DialectExt {
+    /// A JSON text value at `keys` below `base` (NULL when absent).
+    fn json_text(self, base: &str, keys: &[&str]) -> String;
+    /// A JSON boolean at `keys`, comparable with a bound bool.
+    fn json_bool(self, base: &str, keys: &[&str]) -> String;
+    /// A JSON number at `keys`, comparable with a bound number.
+    fn json_number(self, base: &str, keys: &[&str]) -> String;
+    /// A FROM item iterating the elements of the JSON array at `keys`, and the expression
+    /// naming one element.
+    fn json_elements(self, base: &str, keys: &[&str], alias: &str) -> (String, String);
+    /// How the document column is written (`?` or `CAST($n AS jsonb)` around a placeholder).
+    fn doc_param(self, placeholder_sql: &mut Sql, json: String);
+    /// How the document column is read as text.
+    fn doc_column(self, alias: &str) -> String;
+    /// The statement that opens a write transaction. SQLite takes the write lock up front
+    /// (`BEGIN IMMEDIATE`), so a read-then-write never fails on a lock upgrade.
+    fn begin_write(self) -> &'static str;
+    /// Row-lock suffix for the SELECT that starts a read-modify-write.
+    fn for_update(self) -> &'static str;
+}
+
+fn sqlite_path(keys: &[&str]) -> String {
+    let mut p = String::from("'$");
+    for k in keys {
+        p.push_str(".\"");
+        p.push_str(k);
+        p.push('"');
+    }
+    p.push('\'');
+    p
+}
+
+fn pg_path(base: &str, keys: &[&str], last_text: bool) -> String {
+    let mut p = String::from(base);
+    for (i, k) in keys.iter().enumerate() {
+        let arrow = if last_text && i + 1 == keys.len() {
+            "->>"
+        } else {
+            "->"
+        };
+        p.push_str(arrow);
+        p.push('\'');
+        p.push_str(k);
+        p.push('\'');
+    }
+    p
+}
+
+impl DialectExt for Backend {
+    fn json_text(self, base: &str, keys: &[&str]) -> String {
+        match self {
+            Backend::Sqlite => format!("json_extract({base}, {})", sqlite_path(keys)),
+            Backend::Postgres => format!("({})", pg_path(base, keys, true)),
+        }
+    }
+
+    fn json_bool(self, base: &str, keys: &[&str]) -> String {
+        match self {
+            Backend::Sqlite => format!("json_extract({base}, {})", sqlite_path(keys)),
+            Backend::Postgres => format!("(({})::boolean)", pg_path(base, keys, true)),
+        }
+    }
+
+    fn json_number(self, base: &str, keys: &[&str]) -> String {
+        match self {
+            Backend::Sqlite => format!("json_extract({base}, {})", sqlite_path(keys)),
+            Backend::Postgres => format!("(({})::numeric)", pg_path(base, keys, true)),
+        }
+    }
+
+    fn json_elements(self, base: &str, keys: &[&str], alias: &str) -> (String, String) {
+        match self {
+            Backend::Sqlite => (
+                format!("json_each({base}, {}) AS {alias}", sqlite_path(keys)),
+                format!("{alias}.value"),
+            ),
+            Backend::Postgres => {
+                let arr = pg_path(base, keys, false);
+                (
+                    format!(
+                        "jsonb_array_elements(CASE WHEN jsonb_typeof({arr}) = 'array' THEN {arr} ELSE '[]'::jsonb END) AS {alias}(v)"
+                    ),
+                    format!("{alias}.v"),
+                )
+            }
+        }
+    }
+
+    fn doc_param(self, sql: &mut Sql, json: String) {
+        match self {
+            Backend::Sqlite => {
+                sql.bind_text(json);
+            }
+            Backend::Postgres => {
+                sql.push("CAST(").bind_text(json).push(" AS jsonb)");
+            }
+        }
+    }
+
+    fn doc_column(self, alias: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("{alias}.doc"),
+            Backend::Postgres => format!("{alias}.doc::text"),
+        }
+    }
+
+    fn begin_write(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        }
+    }
+
+    fn for_update(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        }
+    }
+}

@@ -1,0 +1,557 @@
+//! Compiles a parsed SCIM filter (RFC 7644 §3.4.2.2, parsed by `scim_v2`) into a SQL
+//! condition over the `users` or `groups` table aliased `r`.
+//!
+//! The attributes identity providers filter on map to indexed columns: `id`, `userName`,
+//! `externalId`, `displayName`, `active`, `meta.created`, `meta.lastModified`,
+//! `emails.value` (the `user_emails` table) and `members.value` (the `group_members` table).
+//! Every other attribute is read from the JSON document inside the database, so no filter
+//! ever loads a table into the process.
+//!
+//! Every emitted condition is two-valued (never SQL NULL), so `not (...)` means what the
+//! client wrote. Comparisons follow each attribute's `caseExact` (RFC 7643 §2.2): the
+//! case-folded columns are compared with a case-folded bind, JSON text through `lower()`.
+
+use scim_v2::filter::{AttrExp, AttrPath, CompValue, CompareOp, Filter, ValFilter, ValuePath};
+
+use super::dialect::{Bind, DialectExt, Sql};
+use crate::directory::{Backend, DirectoryError, InvalidKind, ResourceKind, Timestamp};
+use crate::scim::schema::{AttrDef, AttrHome, AttrType, Catalogue, ResolvedAttr};
+
+/// Where a compared value lives.
+#[derive(Debug, Clone)]
+enum Target {
+    /// A column of `r`.
+    Column {
+        expr: String,
+        ty: AttrType,
+        fold: Fold,
+    },
+    /// The user's e-mail addresses (`user_emails.value_lc`, folded).
+    Emails,
+    /// A column of the `group_members` row (`m.member_id` or `m.member_type`).
+    Members { column: &'static str, fold: Fold },
+    /// A single-valued attribute in the JSON document.
+    Json { keys: Vec<String>, leaf: AttrDef },
+    /// A sub-attribute of the elements of a multi-valued attribute in the JSON document.
+    JsonElements {
+        keys: Vec<String>,
+        sub: Option<String>,
+        leaf: AttrDef,
+    },
+}
+
+/// How a case-insensitive (`caseExact: false`) string comparison is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fold {
+    /// Compare as is (case-exact, or not a string).
+    None,
+    /// The column already holds the value lowercased in Rust at write time; lowercase the
+    /// bind in Rust too, so the comparison uses the column's index.
+    Bind,
+    /// Lowercase both sides in SQL (`lower(expr) = lower(?)`), for values inside documents.
+    Sql,
+}
+
+impl Fold {
+    fn for_json(def: &AttrDef) -> Self {
+        if matches!(def.ty, AttrType::String | AttrType::Reference) && !def.case_exact {
+            Fold::Sql
+        } else {
+            Fold::None
+        }
+    }
+}
+
+fn invalid_filter(detail: impl Into<String>) -> DirectoryError {
+    DirectoryError::invalid(InvalidKind::InvalidFilter, detail)
+}
+
+/// The JSON keys (from the document root) of a resolved attribute.
+fn json_keys(r: &ResolvedAttr) -> Vec<String> {
+    let mut keys = Vec::with_capacity(3);
+    if let AttrHome::Extension(urn) = r.home {
+        keys.push(urn.to_owned());
+    }
+    keys.push(r.attr.name.clone());
+    keys
+}
+
+fn target(kind: ResourceKind, r: &ResolvedAttr) -> Result<Target, DirectoryError> {
+    let dotted = r.dotted();
+    let column = |expr: &str, ty, fold| Target::Column {
+        expr: expr.to_owned(),
+        ty,
+        fold,
+    };
+    let fixed = match (kind, r.home.clone(), dotted.as_str()) {
+        (_, AttrHome::Common, "id") => Some(column("r.id", AttrType::String, Fold::None)),
+        (_, AttrHome::Common, "externalId") => {
+            Some(column("r.external_id", AttrType::String, Fold::None))
+        }
+        (_, AttrHome::Common, "meta.created") => {
+            Some(column("r.created", AttrType::DateTime, Fold::None))
+        }
+        (_, AttrHome::Common, "meta.lastModified") => {
+            Some(column("r.last_modified", AttrType::DateTime, Fold::None))
+        }
+        (_, AttrHome::Common, other) => {
+            return Err(invalid_filter(format!(
+                "{other} cannot be used in a filter"
+            )));
+        }
+        (ResourceKind::User, AttrHome::Core, "userName") => {
+            Some(column("r.user_name_lc", AttrType::String, Fold::Bind))
+        }
+        (_, AttrHome::Core, "displayName") => {
+            Some(column("r.display_name_lc", AttrType::String, Fold::Bind))
+        }
+        (ResourceKind::User, AttrHome::Core, "active") => {
+            Some(column("r.active", AttrType::Boolean, Fold::None))
+        }
+        (ResourceKind::User, AttrHome::Core, "emails" | "emails.value") => Some(Target::Emails),
+        (ResourceKind::Group, AttrHome::Core, "members" | "members.value") => {
+            Some(Target::Members {
+                column: "m.member_id",
+                fold: Fold::None,
+            })
+        }
+        (ResourceKind::Group, AttrHome::Core, "members.type") => Some(Target::Members {
+            column: "m.member_type",
+            fold: Fold::Sql,
+        }),
+        (ResourceKind::Group, AttrHome::Core, d) if d.starts_with("members") => {
+            return Err(invalid_filter(format!("{d} cannot be used in a filter")));
+        }
+        (ResourceKind::User, AttrHome::Core, d) if d.starts_with("groups") => {
+            return Err(invalid_filter(format!("{d} cannot be used in a filter")));
+        }
+        _ => None,
+    };
+    if let Some(t) = fixed {
+        return Ok(t);
+    }
+    let keys = json_keys(r);
+    if r.attr.multi_valued {
+        Ok(Target::JsonElements {
+            keys,
+            sub: (r.attr.ty == AttrType::Complex).then(|| r.leaf().name.clone()),
+            leaf: r.leaf().clone(),
+        })
+    } else {
+        let mut keys = keys;
+        if let Some(sub) = &r.sub {
+            keys.push(sub.name.clone());
+        }
+        Ok(Target::Json {
+            keys,
+            leaf: r.leaf().clone(),
+        })
+    }
+}
+
+/// Compiles `filter` into `sql` as a parenthesised condition over alias `r`.
+pub(crate) fn compile(
+    filter: &Filter,
+    kind: ResourceKind,
+    cat: &Catalogue,
+    sql: &mut Sql,
+) -> Result<(), DirectoryError> {
+    match filter {
+        Filter::Attr(exp) => compile_attr_exp(exp, kind, cat, sql),
+        Filter::ValuePath(vp) => compile_value_path(vp, kind, cat, sql),
+        Filter::Not(inner) => {
+            sql.push("(NOT ");
+            compile(inner, kind, cat, sql)?;
+            sql.push(")");
+            Ok(())
+        }
+        Filter::And(items) => join(items.as_slice(), " AND ", sql, |f, s| {
+            compile(f, kind, cat, s)
+        }),
+        Filter::Or(items) => join(items.as_slice(), " OR ", sql, |f, s| {
+            compile(f, kind, cat, s)
+        }),
+    }
+}
+
+fn join<T>(
+    items: &[T],
+    op: &str,
+    sql: &mut Sql,
+    mut each: impl FnMut(&T, &mut Sql) -> Result<(), DirectoryError>,
+) -> Result<(), DirectoryError> {
+    sql.push("(");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            sql.push(op);
+        }
+        each(item, sql)?;
+    }
+    sql.push(")");
+    Ok(())
+}
+
+fn resolve(
+    kind: ResourceKind,
+    cat: &Catalogue,
+    path: &AttrPath,
+) -> Result<ResolvedAttr, DirectoryError> {
+    cat.resolve(kind, path)
+        .map_err(|e| invalid_filter(e.to_string()))
+}
+
+fn compile_attr_exp(
+    exp: &AttrExp,
+    kind: ResourceKind,
+    cat: &Catalogue,
+    sql: &mut Sql,
+) -> Result<(), DirectoryError> {
+    let path = match exp {
+        AttrExp::Present(p) | AttrExp::Comparison(p, _, _) => p,
+    };
+    let resolved = resolve(kind, cat, path)?;
+    let backend = sql.backend;
+    match target(kind, &resolved)? {
+        Target::Column { expr, ty, fold } => leaf(exp, &expr, ty, fold, sql),
+        Target::Json { keys, leaf: def } => {
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let expr = json_expr(backend, "r.doc", &keys, &def, exp);
+            leaf(exp, &expr, def.ty, Fold::for_json(&def), sql)
+        }
+        Target::Emails => {
+            sql.push("EXISTS (SELECT 1 FROM user_emails e WHERE e.user_id = r.id AND ");
+            leaf(exp, "e.value_lc", AttrType::String, Fold::Bind, sql)?;
+            sql.push(")");
+            Ok(())
+        }
+        Target::Members { column, fold } => {
+            sql.push("EXISTS (SELECT 1 FROM group_members m WHERE m.group_id = r.id AND ");
+            leaf(exp, column, AttrType::String, fold, sql)?;
+            sql.push(")");
+            Ok(())
+        }
+        Target::JsonElements {
+            keys,
+            sub,
+            leaf: def,
+        } => {
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let (from, elem) = backend.json_elements("r.doc", &keys, "j");
+            sql.push("EXISTS (SELECT 1 FROM ")
+                .push(&from)
+                .push(" WHERE ");
+            let sub_keys: Vec<&str> = sub.iter().map(String::as_str).collect();
+            let expr = json_expr(backend, &elem, &sub_keys, &def, exp);
+            leaf(exp, &expr, def.ty, Fold::for_json(&def), sql)?;
+            sql.push(")");
+            Ok(())
+        }
+    }
+}
+
+/// The SQL expression of a JSON value, typed for the comparison that uses it.
+fn json_expr(backend: Backend, base: &str, keys: &[&str], def: &AttrDef, exp: &AttrExp) -> String {
+    let needs_typed = matches!(exp, AttrExp::Comparison(_, _, v) if !matches!(v, CompValue::Null));
+    if keys.is_empty() {
+        // The element itself is the value (a multi-valued simple attribute).
+        return match backend {
+            Backend::Sqlite => base.to_owned(),
+            Backend::Postgres => format!("({base} #>> '{{}}')"),
+        };
+    }
+    match (def.ty, needs_typed) {
+        (AttrType::Boolean, true) => backend.json_bool(base, keys),
+        (AttrType::Integer | AttrType::Decimal, true) => backend.json_number(base, keys),
+        _ => backend.json_text(base, keys),
+    }
+}
+
+fn compile_value_path(
+    vp: &ValuePath,
+    kind: ResourceKind,
+    cat: &Catalogue,
+    sql: &mut Sql,
+) -> Result<(), DirectoryError> {
+    let resolved = resolve(kind, cat, &vp.attr)?;
+    if !resolved.attr.multi_valued
+        || resolved.attr.ty != AttrType::Complex
+        || resolved.sub.is_some()
+    {
+        return Err(invalid_filter(format!(
+            "{}[...] needs a multi-valued complex attribute",
+            resolved.dotted()
+        )));
+    }
+    let backend = sql.backend;
+    if kind == ResourceKind::Group && resolved.attr.name == "members" {
+        sql.push("EXISTS (SELECT 1 FROM group_members m WHERE m.group_id = r.id AND ");
+        compile_member_filter(&vp.filter, &resolved.attr, sql)?;
+        sql.push(")");
+        return Ok(());
+    }
+    if matches!(resolved.home, AttrHome::Common) || resolved.attr.name == "groups" {
+        return Err(invalid_filter(format!(
+            "{} cannot be used in a filter",
+            resolved.dotted()
+        )));
+    }
+    let keys = json_keys(&resolved);
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let (from, elem) = backend.json_elements("r.doc", &keys, "j");
+    sql.push("EXISTS (SELECT 1 FROM ")
+        .push(&from)
+        .push(" WHERE ");
+    compile_val_filter(&vp.filter, &resolved.attr, sql, &|exp, sub| {
+        let def = resolved.attr.sub(sub).ok_or_else(|| {
+            invalid_filter(format!("unknown attribute {}.{sub}", resolved.attr.name))
+        })?;
+        Ok((
+            json_expr(backend, &elem, &[def.name.as_str()], def, exp),
+            Fold::for_json(def),
+        ))
+    })?;
+    sql.push(")");
+    Ok(())
+}
+
+/// Compiles a filter over a group's members (`members[...]`) against the `group_members`
+/// row aliased `m`: `value` is the member id, `type` its kind.
+pub(crate) fn compile_member_filter(
+    filter: &ValFilter,
+    members: &AttrDef,
+    sql: &mut Sql,
+) -> Result<(), DirectoryError> {
+    compile_val_filter(filter, members, sql, &|_, sub| match sub {
+        "value" => Ok(("m.member_id".to_owned(), Fold::None)),
+        "type" => Ok(("m.member_type".to_owned(), Fold::Sql)),
+        other => Err(invalid_filter(format!(
+            "members.{other} cannot be used in a filter"
+        ))),
+    })
+}
+
+/// Maps a sub-attribute name inside `[...]` to its SQL expression and case handling.
+type SubExpr<'a> = dyn Fn(&AttrExp, &str) -> Result<(String, Fold), DirectoryError> + 'a;
+
+/// Compiles the filter inside `attr[...]`, whose paths name sub-attributes of `parent`.
+fn compile_val_filter(
+    filter: &ValFilter,
+    parent: &AttrDef,
+    sql: &mut Sql,
+    sub_expr: &SubExpr<'_>,
+) -> Result<(), DirectoryError> {
+    match filter {
+        ValFilter::Attr(exp) => {
+            let path = match exp {
+                AttrExp::Present(p) | AttrExp::Comparison(p, _, _) => p,
+            };
+            if path.uri.is_some() || path.sub_attr.is_some() {
+                return Err(invalid_filter(format!(
+                    "inside {}[...] only sub-attribute names are allowed",
+                    parent.name
+                )));
+            }
+            let def = parent.sub(&path.name).ok_or_else(|| {
+                invalid_filter(format!("unknown attribute {}.{}", parent.name, path.name))
+            })?;
+            let (expr, fold) = sub_expr(exp, &def.name)?;
+            leaf(exp, &expr, def.ty, fold, sql)
+        }
+        ValFilter::Not(inner) => {
+            sql.push("(NOT ");
+            compile_val_filter(inner, parent, sql, sub_expr)?;
+            sql.push(")");
+            Ok(())
+        }
+        ValFilter::And(items) => join(items.as_slice(), " AND ", sql, |f, s| {
+            compile_val_filter(f, parent, s, sub_expr)
+        }),
+        ValFilter::Or(items) => join(items.as_slice(), " OR ", sql, |f, s| {
+            compile_val_filter(f, parent, s, sub_expr)
+        }),
+    }
+}
+
+/// Escapes `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.
+fn like_escape(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len() + 2);
+    for c in raw.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// One comparison or presence test on `expr`.
+///
+/// `fold` says how a case-insensitive string comparison is made (see [`Fold`]).
+fn leaf(
+    exp: &AttrExp,
+    expr: &str,
+    ty: AttrType,
+    fold: Fold,
+    sql: &mut Sql,
+) -> Result<(), DirectoryError> {
+    let (path, op, value) = match exp {
+        AttrExp::Present(_) => {
+            sql.push("(").push(expr).push(" IS NOT NULL)");
+            return Ok(());
+        }
+        AttrExp::Comparison(path, op, value) => (path, op, value),
+    };
+    let name = &path.name;
+    if matches!(value, CompValue::Null) {
+        return match op {
+            CompareOp::Eq => {
+                sql.push("(").push(expr).push(" IS NULL)");
+                Ok(())
+            }
+            CompareOp::Ne => {
+                sql.push("(").push(expr).push(" IS NOT NULL)");
+                Ok(())
+            }
+            _ => Err(invalid_filter(format!(
+                "{name}: null can only be compared with eq or ne"
+            ))),
+        };
+    }
+    let bind = match ty {
+        AttrType::Boolean => {
+            let b = match value {
+                CompValue::True => true,
+                CompValue::False => false,
+                CompValue::Str(s) if s.eq_ignore_ascii_case("true") => true,
+                CompValue::Str(s) if s.eq_ignore_ascii_case("false") => false,
+                _ => return Err(invalid_filter(format!("{name} is a boolean"))),
+            };
+            if !matches!(op, CompareOp::Eq | CompareOp::Ne) {
+                return Err(invalid_filter(format!(
+                    "{name} is a boolean: only eq, ne and pr apply"
+                )));
+            }
+            Bind::Bool(b)
+        }
+        AttrType::Integer | AttrType::Decimal => match value {
+            CompValue::Number(n) => {
+                if let Some(i) = n.as_i64() {
+                    Bind::Int(i)
+                } else {
+                    Bind::Float(n.as_f64().unwrap_or_default())
+                }
+            }
+            _ => return Err(invalid_filter(format!("{name} is a number"))),
+        },
+        AttrType::DateTime => match value {
+            CompValue::Str(s) => match Timestamp::parse_rfc3339(s) {
+                Some(t) => Bind::Text(t.to_rfc3339()),
+                None => {
+                    return Err(invalid_filter(format!(
+                        "{name}: {s:?} is not an RFC 3339 date-time"
+                    )));
+                }
+            },
+            _ => return Err(invalid_filter(format!("{name} is a date-time string"))),
+        },
+        AttrType::Complex => {
+            return Err(invalid_filter(format!(
+                "{name} is complex: compare one of its sub-attributes"
+            )));
+        }
+        AttrType::String | AttrType::Reference | AttrType::Binary => match value {
+            CompValue::Str(s) => Bind::Text(s.clone()),
+            CompValue::Number(n) => Bind::Text(n.to_string()),
+            CompValue::True => Bind::Text("true".into()),
+            CompValue::False => Bind::Text("false".into()),
+            CompValue::Null => Bind::Text(String::new()),
+        },
+    };
+    let text = ty != AttrType::DateTime && matches!(bind, Bind::Text(_));
+    let (lhs, bind, rhs_fn) = match (fold, bind) {
+        (Fold::Bind, Bind::Text(s)) if text => (expr.to_owned(), Bind::Text(s.to_lowercase()), ""),
+        (Fold::Sql, b) if text => (format!("lower({expr})"), b, "lower"),
+        (_, b) => (expr.to_owned(), b, ""),
+    };
+    let rhs = |sql: &mut Sql, b: Bind| {
+        sql.push(rhs_fn).push("(").bind(b).push(")");
+    };
+    match op {
+        CompareOp::Co | CompareOp::Sw | CompareOp::Ew => {
+            let Bind::Text(s) = bind else {
+                return Err(invalid_filter(format!(
+                    "{name}: co, sw and ew apply to strings only"
+                )));
+            };
+            let escaped = like_escape(&s);
+            let pattern = match op {
+                CompareOp::Co => format!("%{escaped}%"),
+                CompareOp::Sw => format!("{escaped}%"),
+                _ => format!("%{escaped}"),
+            };
+            sql.push("(")
+                .push(&lhs)
+                .push(" IS NOT NULL AND ")
+                .push(&lhs)
+                .push(" LIKE ");
+            rhs(sql, Bind::Text(pattern));
+            sql.push(" ESCAPE '\\')");
+        }
+        CompareOp::Ne => {
+            sql.push("(")
+                .push(&lhs)
+                .push(" IS NULL OR ")
+                .push(&lhs)
+                .push(" <> ");
+            rhs(sql, bind);
+            sql.push(")");
+        }
+        CompareOp::Eq | CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le => {
+            let sym = match op {
+                CompareOp::Eq => " = ",
+                CompareOp::Gt => " > ",
+                CompareOp::Ge => " >= ",
+                CompareOp::Lt => " < ",
+                _ => " <= ",
+            };
+            sql.push("(")
+                .push(&lhs)
+                .push(" IS NOT NULL AND ")
+                .push(&lhs)
+                .push(sym);
+            rhs(sql, bind);
+            sql.push(")");
+        }
+    }
+    Ok(())
+}
+
+/// The SQL expression to sort by for a resolved `sortBy` attribute (RFC 7644 §3.4.2.3).
+pub(crate) fn sort_expr(
+    kind: ResourceKind,
+    r: &ResolvedAttr,
+    backend: Backend,
+) -> Result<String, DirectoryError> {
+    let bad = || {
+        DirectoryError::invalid(
+            InvalidKind::InvalidValue,
+            format!("sortBy: {} cannot be sorted on", r.dotted()),
+        )
+    };
+    match target(kind, r).map_err(|_| bad())? {
+        Target::Column { expr, .. } => Ok(expr),
+        Target::Emails => {
+            Ok("(SELECT MIN(e.value_lc) FROM user_emails e WHERE e.user_id = r.id)".to_owned())
+        }
+        Target::Json { keys, leaf } => {
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let text = backend.json_text("r.doc", &keys);
+            Ok(if leaf.ty == AttrType::String && !leaf.case_exact {
+                format!("lower({text})")
+            } else {
+                text
+            })
+        }
+        Target::Members { .. } | Target::JsonElements { .. } => Err(bad()),
+    }
+}

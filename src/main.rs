@@ -1,0 +1,283 @@
+//! The `pimgate` command: parse the command line, load config, set up logging, then serve or
+//! run one administrative command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use pimgate::clock::SystemClock;
+use pimgate::config::{self, LogFormat, ProcessEnv, Validated};
+use pimgate::directory::{ConnectionId, Store, TokenRow};
+use pimgate::scim::schema::Catalogue;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "pimgate",
+    version,
+    about = "Identity provisioning gateway for Struct PIM"
+)]
+struct Cli {
+    /// Config file (default: $PIMGATE_CONFIG, else config/pimgate.toml).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (applies migrations first).
+    Serve,
+    /// Validate a config file (and the environment); exit non-zero naming the bad key.
+    CheckConfig {
+        /// The file to check (default: the --config file).
+        file: Option<PathBuf>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage SCIM bearer tokens stored (hashed) in the database.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Create a token for a connection and print it once.
+    Create {
+        #[arg(long, default_value = config::DEFAULT_CONNECTION)]
+        connection: String,
+        /// A label to recognise the token by (e.g. "entra-prod").
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// List a connection's tokens (ids and labels, never secrets).
+    List {
+        #[arg(long, default_value = config::DEFAULT_CONNECTION)]
+        connection: String,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        #[arg(long, default_value = config::DEFAULT_CONNECTION)]
+        connection: String,
+        id: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let explicit = cli.config.is_some();
+    let path = config::config_path(cli.config.as_deref(), &ProcessEnv);
+    if let Command::CheckConfig { file } = &cli.command {
+        let (p, explicit) = match file {
+            Some(f) => (f.clone(), true),
+            None => (
+                path,
+                explicit || std::env::var_os("PIMGATE_CONFIG").is_some(),
+            ),
+        };
+        return match config::load(&p, explicit, &ProcessEnv) {
+            Ok(v) => {
+                println!(
+                    "config OK: {} ({} connection(s): {})",
+                    p.display(),
+                    v.connections.len(),
+                    v.connections
+                        .iter()
+                        .map(|c| c.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let validated = match config::load(&path, explicit, &ProcessEnv) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&validated);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command, validated)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(v: &Validated) {
+    let filter =
+        EnvFilter::try_new(&v.settings.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match v.settings.log.format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn dispatch(command: Command, v: Validated) -> anyhow::Result<()> {
+    let catalogue = Arc::new(Catalogue::load()?);
+    let store = pimgate::open_store(&v, catalogue.clone()).await?;
+    match command {
+        Command::Serve => serve(v, store, catalogue).await,
+        Command::Migrate => {
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::CheckConfig { .. } => Ok(()),
+        Command::Token { action } => token_command(&v, &store, action).await,
+    }
+}
+
+fn connection(v: &Validated, name: &str) -> anyhow::Result<ConnectionId> {
+    let id = ConnectionId::parse(name)?;
+    if !v.connections.iter().any(|c| c.id == id) {
+        anyhow::bail!(
+            "connection {name:?} is not configured: add [connections.{name}] to the config file"
+        );
+    }
+    Ok(id)
+}
+
+async fn token_command(
+    v: &Validated,
+    store: &pimgate::directory::sql::SqlStore,
+    action: TokenAction,
+) -> anyhow::Result<()> {
+    use pimgate::clock::Clock;
+    match action {
+        TokenAction::Create {
+            connection: name,
+            label,
+        } => {
+            let conn = connection(v, &name)?;
+            let secret = pimgate::token::generate();
+            let row = TokenRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                connection: conn.clone(),
+                hash: pimgate::token::hash(&secret),
+                label,
+                created: SystemClock.now(),
+            };
+            store.insert_token(&row).await?;
+            eprintln!(
+                "token {} created for connection {conn}; it is shown only once:",
+                row.id
+            );
+            println!("{secret}");
+        }
+        TokenAction::List { connection: name } => {
+            let conn = connection(v, &name)?;
+            for t in store.list_tokens(&conn).await? {
+                println!("{}\t{}\t{}", t.id, t.created.to_rfc3339(), t.label);
+            }
+        }
+        TokenAction::Revoke {
+            connection: name,
+            id,
+        } => {
+            let conn = connection(v, &name)?;
+            if store.revoke_token(&conn, &id).await? {
+                println!("token {id} revoked");
+            } else {
+                anyhow::bail!("connection {conn} has no token {id}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn serve(
+    v: Validated,
+    store: pimgate::directory::sql::SqlStore,
+    catalogue: Arc<Catalogue>,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(v.listen).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {} (server.listen / PIMGATE_LISTEN): {e}",
+            v.listen
+        )
+    })?;
+    let addr = listener.local_addr()?;
+    let base = v
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    println!("listening on http://{addr}");
+    for c in &v.connections {
+        println!(
+            "SCIM base URL for connection {:?}: {base}/scim/{}/v2",
+            c.id.as_str(),
+            c.id
+        );
+    }
+    let default_has_token = v
+        .connections
+        .iter()
+        .any(|c| c.id.as_str() == config::DEFAULT_CONNECTION && !c.token_hashes.is_empty());
+    if !default_has_token {
+        println!(
+            "To get a bearer token for it: `pimgate token create --connection default` \
+             (or set PIMGATE_SCIM_TOKEN before starting)."
+        );
+    }
+    tracing::info!(%addr, backend = ?store.backend(), "pimgate serving");
+    let shared = store.clone();
+    let state = pimgate::build_state(&v, Arc::new(store), Arc::new(SystemClock), catalogue);
+    pimgate::run(
+        state,
+        pimgate::serve_options(&v),
+        listener,
+        shutdown_signal(),
+    )
+    .await?;
+    shared.close().await;
+    tracing::info!("pimgate stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM (Kubernetes) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
