@@ -282,10 +282,8 @@ fn instant(s: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
 fn equal(lhs: &Scalar<'_>, rhs: &Scalar<'_>, case_exact: bool, date_time: bool) -> bool {
     match (lhs, rhs) {
         (Scalar::Str(l), Scalar::Str(r)) => {
-            if date_time {
-                if let (Some(a), Some(b)) = (instant(l), instant(r)) {
-                    return a == b;
-                }
+            if date_time && let (Some(a), Some(b)) = (instant(l), instant(r)) {
+                return a == b;
             }
             let (l, r) = fold(l, r, case_exact);
             l == r
@@ -305,10 +303,8 @@ fn order(
 ) -> Option<Ordering> {
     match (lhs, rhs) {
         (Scalar::Str(l), Scalar::Str(r)) => {
-            if date_time {
-                if let (Some(a), Some(b)) = (instant(l), instant(r)) {
-                    return Some(a.cmp(&b));
-                }
+            if date_time && let (Some(a), Some(b)) = (instant(l), instant(r)) {
+                return Some(a.cmp(&b));
             }
             let (l, r) = fold(l, r, case_exact);
             Some(l.cmp(&r))

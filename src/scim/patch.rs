@@ -3,9 +3,10 @@
 //!
 //! Paths are parsed by `scim_v2`'s grammar ([`PatchPath`]) and resolved against the
 //! catalogue, case-insensitively and with or without the schema URN (RFC 7644 §3.10).
-//! Operations apply in order to a working copy (RFC 7644 §3.5.2: "Each operation ... MUST be
-//! applied in sequence", and if one fails "the original resource MUST be returned"); the
-//! result goes through the same normalisation as a POST body ([`super::resource`]).
+//! Operations apply in request order to a working copy, and the request is atomic
+//! (RFC 7644 §3.5.2: "If a single operation encounters an error condition, the original SCIM
+//! resource MUST be restored"): any failure discards the copy. The result goes through the
+//! same normalisation as a POST body ([`super::resource`]).
 //!
 //! Where identity providers and the RFC part ways, this module follows the providers, as
 //! documented on each rule:
@@ -13,7 +14,8 @@
 //!   `urn:...:enterprise:2.0:User:employeeNumber`), not literal names (Microsoft Entra ID);
 //!   server-owned and unknown keys in it (`id`, sent by Okta) are ignored;
 //! - `add`/`replace` on `emails[type eq "work"].value` with no matching element creates one
-//!   from the filter's `eq` terms (Entra ID, RFC 7644 §3.5.2.1 is silent);
+//!   from the filter's `eq` terms (Entra ID expects it; for `replace`, RFC 7644 §3.5.2.3
+//!   would answer `noTarget`, which is kept for filters that do not pin an element down);
 //! - `remove` on a multi-valued attribute with a `value` list removes only the listed values
 //!   (Entra ID's membership removal; read literally, RFC 7644 §3.5.2.2 removes them all,
 //!   which for a group is a privilege incident).
@@ -298,7 +300,7 @@ fn plan_one(
                                 "{key}: member sub-attributes are immutable; change the member list instead"
                             )));
                         }
-                        set_members(op.op, v, &mut plan.members)?;
+                        set_members(op.op, &v, &mut plan.members)?;
                     }
                     Ok(path @ PatchPath::Value(_)) if targets_members(&path, cat) => {
                         return Err(invalid_path(format!(
@@ -352,7 +354,9 @@ fn plan_members(
                 )));
             }
             match op {
-                OpKind::Add | OpKind::Replace => set_members(op, value.unwrap_or(Value::Null), out),
+                OpKind::Add | OpKind::Replace => {
+                    set_members(op, &value.unwrap_or(Value::Null), out)
+                }
                 OpKind::Remove => {
                     match value {
                         None | Some(Value::Null) => out.push(MemberOp::RemoveAll),
@@ -406,10 +410,10 @@ fn plan_members(
 }
 
 /// `add`/`replace` of the whole member list.
-fn set_members(op: OpKind, value: Value, out: &mut Vec<MemberOp>) -> Result<(), DirectoryError> {
-    let ids = match (&op, &value) {
+fn set_members(op: OpKind, value: &Value, out: &mut Vec<MemberOp>) -> Result<(), DirectoryError> {
+    let ids = match (op, value) {
         (OpKind::Replace, Value::Null) => Vec::new(),
-        _ => ids_of(&value)?,
+        _ => ids_of(value)?,
     };
     if op == OpKind::Replace {
         out.push(MemberOp::RemoveAll);
@@ -476,7 +480,7 @@ fn filtered_ids(filter: &ValFilter) -> Option<Vec<String>> {
 enum Target<'c> {
     /// The whole object of an extension (the path is the extension's URN).
     Extension(&'c SchemaDef),
-    Attr(AttrTarget),
+    Attr(Box<AttrTarget>),
     /// An attribute pimgate never stores (`password`, `writeOnly`): accepted, no effect.
     Ignored,
 }
@@ -557,13 +561,12 @@ impl<'c> Engine<'c> {
             PatchPath::Value(vp) => (&vp.attr, Some(&vp.filter), vp.sub_attr.as_deref()),
         };
         // The crate reads `urn:...:enterprise:2.0:User` as uri `urn:...:2.0`, name `User`.
-        if let (None, None, Some(uri)) = (filter, &attr_path.sub_attr, &attr_path.uri) {
-            if let Some(ext) = self
+        if let (None, None, Some(uri)) = (filter, &attr_path.sub_attr, &attr_path.uri)
+            && let Some(ext) = self
                 .cat
                 .extension(self.kind, &format!("{uri}:{}", attr_path.name))
-            {
-                return Ok(Target::Extension(ext));
-            }
+        {
+            return Ok(Target::Extension(ext));
         }
         let r = self
             .cat
@@ -605,7 +608,7 @@ impl<'c> Engine<'c> {
         if r.attr.mutability == Mutability::WriteOnly {
             return Ok(Target::Ignored);
         }
-        Ok(Target::Attr(AttrTarget {
+        Ok(Target::Attr(Box::new(AttrTarget {
             ext: match r.home {
                 AttrHome::Extension(urn) => Some(urn),
                 AttrHome::Common | AttrHome::Core => None,
@@ -614,7 +617,7 @@ impl<'c> Engine<'c> {
             sub,
             filter: filter.cloned(),
             text,
-        }))
+        })))
     }
 
     fn apply_target(
@@ -947,10 +950,10 @@ fn settle_primary(list: &mut [Value], chosen: &[usize]) {
         return;
     };
     for (i, el) in list.iter_mut().enumerate() {
-        if i != keep {
-            if let Some(p) = el.get_mut("primary").filter(|p| **p == Value::Bool(true)) {
-                *p = Value::Bool(false);
-            }
+        if i != keep
+            && let Some(p) = el.get_mut("primary").filter(|p| **p == Value::Bool(true))
+        {
+            *p = Value::Bool(false);
         }
     }
 }

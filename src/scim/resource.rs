@@ -271,10 +271,10 @@ pub(crate) fn enforce_single_primary(list: &mut [Value]) {
         return;
     };
     for (i, v) in list.iter_mut().enumerate() {
-        if i != last {
-            if let Some(p) = v.get_mut("primary").filter(|p| **p == Value::Bool(true)) {
-                *p = Value::Bool(false);
-            }
+        if i != last
+            && let Some(p) = v.get_mut("primary").filter(|p| **p == Value::Bool(true))
+        {
+            *p = Value::Bool(false);
         }
     }
 }

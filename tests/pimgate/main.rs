@@ -1,1 +1,11 @@
+//! The one integration-test binary: real pimgate servers on `127.0.0.1:0` over real SQLite
+//! files and real PostgreSQL schemas (one per test).
 
+mod helpers;
+
+mod cli;
+mod errors;
+mod idp;
+mod ops;
+mod scim_api;
+mod store_story;
