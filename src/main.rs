@@ -240,8 +240,9 @@ async fn serve(
         .any(|c| c.id.as_str() == config::DEFAULT_CONNECTION && !c.token_hashes.is_empty());
     if !default_has_token {
         println!(
-            "To get a bearer token for it: `pimgate token create --connection default` \
-             (or set PIMGATE_SCIM_TOKEN before starting)."
+            "Get a bearer token for it: `pimgate token create --connection default` \
+             (from a checkout: `cargo run --release -- token create --connection default`), \
+             or start with PIMGATE_SCIM_TOKEN set."
         );
     }
     tracing::info!(%addr, backend = ?store.backend(), "pimgate serving");

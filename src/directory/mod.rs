@@ -179,8 +179,6 @@ impl MemberKind {
 pub struct MemberRef {
     pub id: String,
     pub kind: MemberKind,
-    /// The member's `displayName` (or `userName` for a user without one).
-    pub display: Option<String>,
 }
 
 /// One group a user belongs to, as read back into the user's `groups` attribute.

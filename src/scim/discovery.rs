@@ -70,6 +70,15 @@ pub fn resource_type(base: &str, name: &str) -> Option<Value> {
 fn schema_json(cat: &Catalogue, base: &str, id: &str) -> Option<Value> {
     let schema = cat.published().iter().find(|s| s.id == id)?;
     let mut v = serde_json::to_value(schema).ok()?;
+    // RFC 7643 §4.2's prose makes a group's displayName REQUIRED (its §8.7.1 definition says
+    // otherwise); pimgate requires it, so it says so.
+    if id == GROUP_URN
+        && let Some(attrs) = v.get_mut("attributes").and_then(Value::as_array_mut)
+    {
+        for a in attrs.iter_mut().filter(|a| a["name"] == "displayName") {
+            a["required"] = json!(true);
+        }
+    }
     v["schemas"] = json!(["urn:ietf:params:scim:schemas:core:2.0:Schema"]);
     v["meta"] = json!({"resourceType": "Schema", "location": format!("{base}/Schemas/{id}")});
     Some(v)

@@ -97,7 +97,7 @@ pub fn parse_patch(body: Value) -> Result<Vec<PatchOperation>, DirectoryError> {
             kind_of(&body)
         )));
     };
-    if let Some(schemas) = take_ci(&mut body, "schemas") {
+    if let Some(schemas) = take_ci(&mut body, "schemas").filter(|v| !v.is_null()) {
         let declares = |v: &Value| {
             v.as_str()
                 .is_some_and(|s| s.eq_ignore_ascii_case(PATCH_OP_URN))

@@ -271,15 +271,11 @@ pub fn group_json(rec: &GroupRecord, members: Option<&[MemberRef]>, base: &str) 
                     crate::directory::MemberKind::User => "Users",
                     crate::directory::MemberKind::Group => "Groups",
                 };
-                let mut v = json!({
+                json!({
                     "value": m.id,
                     "$ref": format!("{base}/{endpoint}/{}", m.id),
                     "type": m.kind.as_str(),
-                });
-                if let Some(d) = &m.display {
-                    v["display"] = json!(d);
-                }
-                v
+                })
             })
             .collect();
         obj.insert("members".into(), Value::Array(list));

@@ -106,6 +106,8 @@ pub fn member_values(v: &Value) -> Result<Vec<MemberValue>, DirectoryError> {
         }
     };
     let mut out: Vec<MemberValue> = Vec::with_capacity(items.len());
+    // A full member list can hold thousands of ids: deduplicate in linear time.
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
         let Value::Object(obj) = item else {
             return Err(invalid(format!(
@@ -135,7 +137,7 @@ pub fn member_values(v: &Value) -> Result<Vec<MemberValue>, DirectoryError> {
                 )));
             }
         };
-        if !out.iter().any(|m| m.value == value) {
+        if seen.insert(value.clone()) {
             out.push(MemberValue { value, kind });
         }
     }

@@ -108,10 +108,11 @@ impl ResolvedAttr {
         if let Some(sub) = &self.sub {
             return sub;
         }
-        if self.attr.multi_valued && self.attr.ty == AttrType::Complex {
-            if let Some(value) = self.attr.sub("value") {
-                return value;
-            }
+        if self.attr.multi_valued
+            && self.attr.ty == AttrType::Complex
+            && let Some(value) = self.attr.sub("value")
+        {
+            return value;
         }
         &self.attr
     }
@@ -199,12 +200,27 @@ impl Catalogue {
         };
         // RFC 7643 §4.2 prose gives members a `display` sub-attribute that the §8.7.1
         // definition omits; IdPs send it and filters may name it.
-        if let Some(members) = group.attrs.iter_mut().find(|a| a.name == "members") {
-            if members.sub("display").is_none() {
-                members.sub_attrs.push(AttrDef {
-                    returned: Returned::Default,
-                    ..AttrDef::leaf("display", AttrType::String, false, Mutability::Immutable)
-                });
+        if let Some(members) = group.attrs.iter_mut().find(|a| a.name == "members")
+            && members.sub("display").is_none()
+        {
+            members.sub_attrs.push(AttrDef {
+                returned: Returned::Default,
+                ..AttrDef::leaf("display", AttrType::String, false, Mutability::Immutable)
+            });
+        }
+        // RFC 7643 §2.4: `type`, `primary`, `display` and `value` are common to every
+        // multi-valued attribute; the §8.7.1 `addresses` definition lists only its own.
+        let mut user = user;
+        if let Some(addresses) = user.attrs.iter_mut().find(|a| a.name == "addresses") {
+            for (name, ty) in [
+                ("primary", AttrType::Boolean),
+                ("display", AttrType::String),
+            ] {
+                if addresses.sub(name).is_none() {
+                    addresses
+                        .sub_attrs
+                        .push(AttrDef::leaf(name, ty, false, Mutability::ReadWrite));
+                }
             }
         }
         Ok(Self {
@@ -444,7 +460,7 @@ mod tests {
             .resolve_name(ResourceKind::User, "meta.lastmodified")
             .unwrap();
         assert_eq!(
-            (r.home, r.dotted()),
+            (r.home.clone(), r.dotted()),
             (AttrHome::Common, "meta.lastModified".into())
         );
     }

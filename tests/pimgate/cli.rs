@@ -15,8 +15,15 @@ fn pimgate() -> Command {
 
 #[test]
 fn check_config_accepts_the_shipped_file() {
-    let out = pimgate().args(["check-config", "config/pimgate.toml"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = pimgate()
+        .args(["check-config", "config/pimgate.toml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("config OK"));
 }
 
@@ -41,7 +48,10 @@ fn check_config_names_a_bad_value_and_its_variable() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("database.url"), "{err}");
-    assert!(!err.contains("nope"), "a database URL may hold a password and is never echoed: {err}");
+    assert!(
+        !err.contains("nope"),
+        "a database URL may hold a password and is never echoed: {err}"
+    );
 }
 
 #[test]
@@ -49,11 +59,22 @@ fn token_create_list_revoke_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/t.db", dir.path().display());
     let out = pimgate()
-        .args(["token", "create", "--connection", "default", "--label", "entra"])
+        .args([
+            "token",
+            "create",
+            "--connection",
+            "default",
+            "--label",
+            "entra",
+        ])
         .env("PIMGATE_DATABASE_URL", &url)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert!(token.starts_with("pgt_") && token.len() == 68, "{token}");
     let out = pimgate()
@@ -70,7 +91,11 @@ fn token_create_list_revoke_round_trip() {
         .env("PIMGATE_DATABASE_URL", &url)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = pimgate()
         .args(["token", "create", "--connection", "nosuch"])
         .env("PIMGATE_DATABASE_URL", &url)

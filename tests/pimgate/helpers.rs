@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
+use pimgate::AppState;
 use pimgate::clock::SystemClock;
 use pimgate::config::{self, Settings};
 use pimgate::directory::events::DirectoryEvent;
 use pimgate::directory::sql::{PoolSettings, SqlStore};
 use pimgate::scim::schema::Catalogue;
-use pimgate::AppState;
 use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
 use serde_json::Value;
@@ -42,7 +42,12 @@ impl TestDb {
             Db::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
                 let url = format!("sqlite://{}/pimgate.db", dir.path().display());
-                TestDb { url, backend, schema: None, _dir: Some(dir) }
+                TestDb {
+                    url,
+                    backend,
+                    schema: None,
+                    _dir: Some(dir),
+                }
             }
             Db::Postgres => {
                 let schema = format!("pimgate_test_{}", uuid::Uuid::new_v4().simple());
@@ -56,15 +61,24 @@ impl TestDb {
                     .unwrap();
                 let sep = if admin.contains('?') { '&' } else { '?' };
                 let url = format!("{admin}{sep}options=-c%20search_path%3D{schema}");
-                TestDb { url, backend, schema: Some(schema), _dir: None }
+                TestDb {
+                    url,
+                    backend,
+                    schema: Some(schema),
+                    _dir: None,
+                }
             }
         }
     }
 
     pub async fn store(&self) -> SqlStore {
-        let store = SqlStore::open(&self.url, &PoolSettings::default(), Arc::new(Catalogue::load().unwrap()))
-            .await
-            .unwrap();
+        let store = SqlStore::open(
+            &self.url,
+            &PoolSettings::default(),
+            Arc::new(Catalogue::load().unwrap()),
+        )
+        .await
+        .unwrap();
         store.migrate().await.unwrap();
         store
     }
@@ -76,12 +90,19 @@ impl Drop for TestDb {
             let admin = postgres_admin_url();
             // A separate thread with its own runtime: Drop cannot await.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(async {
-                    if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await {
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
-                            .execute(&mut conn)
-                            .await;
+                    if let Ok(mut conn) =
+                        <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await
+                    {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP SCHEMA IF EXISTS {schema} CASCADE"
+                        )))
+                        .execute(&mut conn)
+                        .await;
                     }
                 });
             })
@@ -136,7 +157,12 @@ impl TestApp {
         let v = config::validate(settings).unwrap();
         let catalogue = Arc::new(Catalogue::load().unwrap());
         let store = pimgate::open_store(&v, catalogue.clone()).await.unwrap();
-        let state = pimgate::build_state(&v, Arc::new(store.clone()), Arc::new(SystemClock), catalogue);
+        let state = pimgate::build_state(
+            &v,
+            Arc::new(store.clone()),
+            Arc::new(SystemClock),
+            catalogue,
+        );
         let listener = tokio::net::TcpListener::bind(v.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -170,7 +196,12 @@ impl TestApp {
     }
 
     /// A request to `path` (relative to the default connection's base) with the default token.
-    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         self.call_as(TOKEN, "default", method, path, body).await
     }
 
@@ -187,12 +218,18 @@ impl TestApp {
             .request(method, format!("{}{path}", self.base(connection)))
             .bearer_auth(token);
         if let Some(b) = body {
-            req = req.header("content-type", "application/scim+json").body(b.to_string());
+            req = req
+                .header("content-type", "application/scim+json")
+                .body(b.to_string());
         }
         let resp = req.send().await.unwrap();
         let status = resp.status();
         let text = resp.text().await.unwrap();
-        let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, json)
     }
 
@@ -230,7 +267,10 @@ impl TestApp {
 
     /// Creates a group with these member ids and returns its id.
     pub async fn group(&self, name: &str, members: &[&str]) -> String {
-        let members: Vec<Value> = members.iter().map(|m| serde_json::json!({"value": m})).collect();
+        let members: Vec<Value> = members
+            .iter()
+            .map(|m| serde_json::json!({"value": m}))
+            .collect();
         let (s, body) = self
             .post(
                 "/Groups",
@@ -251,7 +291,11 @@ impl TestApp {
         assert_eq!(s, StatusCode::OK, "{body}");
         let mut ids: Vec<String> = body["members"]
             .as_array()
-            .map(|a| a.iter().map(|m| m["value"].as_str().unwrap().to_owned()).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|m| m["value"].as_str().unwrap().to_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         ids.sort();
         ids

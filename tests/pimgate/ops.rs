@@ -10,7 +10,12 @@ use crate::helpers::{Db, TestApp};
 async fn healthz_and_readyz_answer() {
     let app = TestApp::spawn(Db::Sqlite).await;
     for path in ["/healthz", "/readyz"] {
-        let resp = app.client.get(format!("http://{}{path}", app.addr)).send().await.unwrap();
+        let resp = app
+            .client
+            .get(format!("http://{}{path}", app.addr))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "{path}");
     }
     app.stop().await;
@@ -20,14 +25,24 @@ async fn healthz_and_readyz_answer() {
 async fn readyz_fails_when_the_store_is_gone() {
     let app = TestApp::spawn(Db::Sqlite).await;
     app.store.close().await;
-    let resp = app.client.get(format!("http://{}/readyz", app.addr)).send().await.unwrap();
+    let resp = app
+        .client
+        .get(format!("http://{}/readyz", app.addr))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
 
 #[tokio::test]
 async fn responses_carry_a_request_id() {
     let app = TestApp::spawn(Db::Sqlite).await;
-    let resp = app.client.get(format!("http://{}/healthz", app.addr)).send().await.unwrap();
+    let resp = app
+        .client
+        .get(format!("http://{}/healthz", app.addr))
+        .send()
+        .await
+        .unwrap();
     assert!(resp.headers().get("x-request-id").is_some());
     let resp = app
         .client
@@ -46,7 +61,10 @@ async fn changes_emit_events_after_commit() {
     let mut events = app.events();
     let u = app.user("eve").await;
     let e = events.recv().await.unwrap();
-    assert_eq!((e.change, e.users.clone()), (Change::UserCreated, vec![u.clone()]));
+    assert_eq!(
+        (e.change, e.users.clone()),
+        (Change::UserCreated, vec![u.clone()])
+    );
     let g = app.group("G", &[]).await;
     assert_eq!(events.recv().await.unwrap().change, Change::GroupCreated);
     let (s, _) = app

@@ -55,12 +55,24 @@ async fn story(backend: Db) {
         .unwrap();
     assert_eq!(ann.doc.user_name(), "Ann@Example.com");
     assert_eq!(ann.version, 1);
-    let dup = store.create_user(&a, user("ann@example.COM", json!({})), t0).await;
+    let dup = store
+        .create_user(&a, user("ann@example.COM", json!({})), t0)
+        .await;
     assert!(matches!(dup, Err(DirectoryError::Uniqueness(_))), "{dup:?}");
-    let ann_b = store.create_user(&b, user("ann@example.com", json!({})), t0).await.unwrap();
-    assert!(store.get_user(&a, &ann_b.id).await.unwrap().is_none(), "connections are isolated");
+    let ann_b = store
+        .create_user(&b, user("ann@example.com", json!({})), t0)
+        .await
+        .unwrap();
+    assert!(
+        store.get_user(&a, &ann_b.id).await.unwrap().is_none(),
+        "connections are isolated"
+    );
     let bob = store
-        .create_user(&a, user("bob", json!({"active": false, "displayName": "Bob B"})), t0)
+        .create_user(
+            &a,
+            user("bob", json!({"active": false, "displayName": "Bob B"})),
+            t0,
+        )
         .await
         .unwrap();
 
@@ -68,13 +80,25 @@ async fn story(backend: Db) {
     for (f, expect) in [
         (r#"userName eq "ANN@example.com""#, vec![ann.id.clone()]),
         (r#"externalId eq "ext-1""#, vec![ann.id.clone()]),
-        (r#"emails.value eq "ann@work.EXAMPLE""#, vec![ann.id.clone()]),
-        (r#"emails[type eq "work" and value co "work"]"#, vec![ann.id.clone()]),
+        (
+            r#"emails.value eq "ann@work.EXAMPLE""#,
+            vec![ann.id.clone()],
+        ),
+        (
+            r#"emails[type eq "work" and value co "work"]"#,
+            vec![ann.id.clone()],
+        ),
         (r#"active eq false"#, vec![bob.id.clone()]),
         (r#"displayName sw "bob""#, vec![bob.id.clone()]),
         (r#"not (active eq false)"#, vec![ann.id.clone()]),
-        (r#"userName eq "ann@example.com" or userName eq "bob""#, sorted(vec![ann.id.clone(), bob.id.clone()])),
-        (r#"meta.lastModified ge "2023-01-01T00:00:00Z""#, sorted(vec![ann.id.clone(), bob.id.clone()])),
+        (
+            r#"userName eq "ann@example.com" or userName eq "bob""#,
+            sorted(vec![ann.id.clone(), bob.id.clone()]),
+        ),
+        (
+            r#"meta.lastModified ge "2023-01-01T00:00:00Z""#,
+            sorted(vec![ann.id.clone(), bob.id.clone()]),
+        ),
         (r#"userName co "%""#, vec![]),
     ] {
         let page = store.list_users(&a, &spec(Some(f))).await.unwrap();
@@ -84,46 +108,129 @@ async fn story(backend: Db) {
     }
 
     // Update under a row lock; unchanged documents keep their version.
-    let same = store.update_user(&a, &bob.id, None, t0, &|cur| Ok(cur.doc.clone())).await.unwrap();
+    let same = store
+        .update_user(&a, &bob.id, None, t0, &|cur| Ok(cur.doc.clone()))
+        .await
+        .unwrap();
     assert_eq!(same.version, 1);
     let renamed = store
-        .update_user(&a, &bob.id, Some(1), Timestamp(t0.0 + 1), &|_| Ok(user("robert", json!({}))))
+        .update_user(&a, &bob.id, Some(1), Timestamp(t0.0 + 1), &|_| {
+            Ok(user("robert", json!({})))
+        })
         .await
         .unwrap();
     assert_eq!(renamed.version, 2);
-    let stale = store.update_user(&a, &bob.id, Some(1), t0, &|_| Ok(user("x", json!({})))).await;
-    assert!(matches!(stale, Err(DirectoryError::PreconditionFailed { current: 2 })), "{stale:?}");
-    let clash = store.update_user(&a, &bob.id, None, t0, &|_| Ok(user("ANN@example.com", json!({})))).await;
-    assert!(matches!(clash, Err(DirectoryError::Uniqueness(_))), "{clash:?}");
+    let stale = store
+        .update_user(&a, &bob.id, Some(1), t0, &|_| Ok(user("x", json!({}))))
+        .await;
+    assert!(
+        matches!(
+            stale,
+            Err(DirectoryError::PreconditionFailed { current: 2 })
+        ),
+        "{stale:?}"
+    );
+    let clash = store
+        .update_user(&a, &bob.id, None, t0, &|_| {
+            Ok(user("ANN@example.com", json!({})))
+        })
+        .await;
+    assert!(
+        matches!(clash, Err(DirectoryError::Uniqueness(_))),
+        "{clash:?}"
+    );
 
     // Groups and membership as set operations.
-    let (g, delta) = store.create_group(&a, group("Editors"), &[ann.id.clone()], t0).await.unwrap();
-    assert_eq!(g.member_count, 1);
-    assert_eq!(delta.users, vec![ann.id.clone()]);
-    let bad = store.create_group(&a, group("Bad"), &[ann_b.id.clone()], t0).await;
-    assert!(matches!(bad, Err(DirectoryError::Invalid { .. })), "members of another connection are refused");
-    let (g2, delta) = store
-        .modify_group(&a, &g.id, None, t0, None, &[MemberOp::Add(vec![ann.id.clone(), bob.id.clone()])])
+    let (g, delta) = store
+        .create_group(&a, group("Editors"), &[ann.id.clone()], t0)
         .await
         .unwrap();
-    assert_eq!(delta.users, vec![bob.id.clone()], "only the new member is reported");
+    assert_eq!(g.member_count, 1);
+    assert_eq!(delta.users, vec![ann.id.clone()]);
+    let (foreign, _) = store
+        .create_group(&a, group("Foreign"), &[ann_b.id.clone()], t0)
+        .await
+        .unwrap();
+    assert_eq!(
+        foreign.member_count, 0,
+        "a user of another connection is never added"
+    );
+    let own = store
+        .modify_group(
+            &a,
+            &foreign.id,
+            None,
+            t0,
+            None,
+            &[MemberOp::Add(vec![foreign.id.clone()])],
+        )
+        .await;
+    assert!(
+        matches!(own, Err(DirectoryError::Invalid { .. })),
+        "a group cannot contain itself"
+    );
+    let (g2, delta) = store
+        .modify_group(
+            &a,
+            &g.id,
+            None,
+            t0,
+            None,
+            &[MemberOp::Add(vec![ann.id.clone(), bob.id.clone()])],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        delta.users,
+        vec![bob.id.clone()],
+        "only the new member is reported"
+    );
     assert_eq!((g2.member_count, g2.version), (2, 2));
     let (g3, delta) = store
-        .modify_group(&a, &g.id, None, t0, None, &[MemberOp::Remove(vec![ann.id.clone(), "nobody".into()])])
+        .modify_group(
+            &a,
+            &g.id,
+            None,
+            t0,
+            None,
+            &[MemberOp::Remove(vec![ann.id.clone(), "nobody".into()])],
+        )
         .await
         .unwrap();
     assert_eq!(delta.users, vec![ann.id.clone()]);
     assert_eq!(g3.member_count, 1);
     let members = store.group_members(&a, &[g.id.clone()]).await.unwrap();
-    assert_eq!(members[&g.id].iter().map(|m| m.id.clone()).collect::<Vec<_>>(), vec![bob.id.clone()]);
-    let groups = store.list_groups(&a, &spec(Some(&format!(r#"members.value eq "{}""#, bob.id)))).await.unwrap();
+    assert_eq!(
+        members[&g.id]
+            .iter()
+            .map(|m| m.id.clone())
+            .collect::<Vec<_>>(),
+        vec![bob.id.clone()]
+    );
+    let groups = store
+        .list_groups(
+            &a,
+            &spec(Some(&format!(r#"members.value eq "{}""#, bob.id))),
+        )
+        .await
+        .unwrap();
     assert_eq!(groups.total, 1);
     let by_member = store.user_groups(&a, &[bob.id.clone()]).await.unwrap();
     assert_eq!(by_member[&bob.id][0].display, "Editors");
 
     // A failed membership change writes nothing.
     let failed = store
-        .modify_group(&a, &g.id, None, t0, None, &[MemberOp::Add(vec![ann.id.clone()]), MemberOp::Add(vec!["missing".into()])])
+        .modify_group(
+            &a,
+            &g.id,
+            None,
+            t0,
+            None,
+            &[
+                MemberOp::Add(vec![ann.id.clone()]),
+                MemberOp::Add(vec![g.id.clone()]),
+            ],
+        )
         .await;
     assert!(failed.is_err());
     let after = store.get_group(&a, &g.id).await.unwrap().unwrap();
@@ -134,7 +241,13 @@ async fn story(backend: Db) {
     assert_eq!(left, vec![g.id.clone()]);
     let after = store.get_group(&a, &g.id).await.unwrap().unwrap();
     assert_eq!(after.member_count, 0);
-    assert!(store.group_members(&a, &[g.id.clone()]).await.unwrap().is_empty());
+    assert!(
+        store
+            .group_members(&a, &[g.id.clone()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Deleting a group.
     let delta = store.delete_group(&a, &g.id, None, t0).await.unwrap();
@@ -150,7 +263,10 @@ async fn story(backend: Db) {
         created: t0,
     };
     store.insert_token(&row).await.unwrap();
-    assert_eq!(store.find_token(&row.hash).await.unwrap(), Some(row.clone()));
+    assert_eq!(
+        store.find_token(&row.hash).await.unwrap(),
+        Some(row.clone())
+    );
     assert_eq!(store.list_tokens(&b).await.unwrap(), vec![]);
     assert!(store.revoke_token(&a, "tok-1").await.unwrap());
     assert_eq!(store.find_token(&row.hash).await.unwrap(), None);
@@ -175,7 +291,13 @@ async fn concurrent_member_adds(backend: Db) {
     let t0 = Timestamp(1_700_000_000_000);
     let mut ids = Vec::new();
     for i in 0..30 {
-        ids.push(store.create_user(&c, user(&format!("u{i}"), json!({})), t0).await.unwrap().id);
+        ids.push(
+            store
+                .create_user(&c, user(&format!("u{i}"), json!({})), t0)
+                .await
+                .unwrap()
+                .id,
+        );
     }
     let (g, _) = store.create_group(&c, group("G"), &[], t0).await.unwrap();
     let tasks: Vec<_> = ids
@@ -184,7 +306,10 @@ async fn concurrent_member_adds(backend: Db) {
             let store = store.clone();
             let (c, gid, id) = (c.clone(), g.id.clone(), id.clone());
             tokio::spawn(async move {
-                store.modify_group(&c, &gid, None, t0, None, &[MemberOp::Add(vec![id])]).await.unwrap();
+                store
+                    .modify_group(&c, &gid, None, t0, None, &[MemberOp::Add(vec![id])])
+                    .await
+                    .unwrap();
             })
         })
         .collect();

@@ -362,13 +362,30 @@ impl SqlStore {
                 let ids: Vec<&str> = ids.into_iter().collect();
                 for chunk in ids.chunks(CHUNK) {
                     let kinds = self.member_kinds(tx, conn, chunk).await?;
-                    if let Some(missing) = chunk.iter().find(|id| !kinds.contains_key(**id)) {
-                        return Err(DirectoryError::invalid(
-                            InvalidKind::InvalidValue,
-                            format!(
-                                "members: {missing:?} is not the id of a user or group of this connection"
-                            ),
-                        ));
+                    // An id that names no user or group of this connection is skipped, not
+                    // refused: it can grant nothing, and refusing would block the group's
+                    // other changes (IdPs reference users whose own provisioning failed).
+                    let skipped: Vec<&str> = chunk
+                        .iter()
+                        .copied()
+                        .filter(|id| !kinds.contains_key(*id))
+                        .collect();
+                    if !skipped.is_empty() {
+                        tracing::warn!(
+                            %conn,
+                            group = group_id,
+                            skipped = skipped.len(),
+                            first = skipped[0],
+                            "members: ids that name no user or group of this connection were skipped"
+                        );
+                    }
+                    let chunk: Vec<&str> = chunk
+                        .iter()
+                        .copied()
+                        .filter(|id| kinds.contains_key(*id))
+                        .collect();
+                    if chunk.is_empty() {
+                        continue;
                     }
                     let mut ins = self.sql();
                     ins.push(
@@ -463,6 +480,26 @@ impl SqlStore {
             out.insert(id, MemberKind::parse(&kind).unwrap_or(MemberKind::User));
         }
         Ok(out)
+    }
+
+    /// Bumps the version of users whose `groups` attribute changed, so their ETag changes
+    /// with their representation. Costs one row per affected user.
+    async fn touch_users(
+        &self,
+        tx: &mut AnyConnection,
+        users: &BTreeSet<String>,
+        now: Timestamp,
+    ) -> Result<(), DirectoryError> {
+        let ids: Vec<&str> = users.iter().map(String::as_str).collect();
+        for chunk in ids.chunks(CHUNK) {
+            let mut upd = self.sql();
+            upd.push("UPDATE users SET version = version + 1, last_modified = ")
+                .bind_text(now.to_rfc3339())
+                .push(" WHERE id IN ")
+                .bind_list(chunk.iter().copied());
+            upd.query().execute(&mut *tx).await?;
+        }
+        Ok(())
     }
 
     /// Bumps the version (and adjusts the member count) of the groups that lost `member_id`.
@@ -740,6 +777,18 @@ impl Store for SqlStore {
         now: Timestamp,
     ) -> Result<Vec<String>, DirectoryError> {
         let mut tx = self.begin_write().await?;
+        // Lock order everywhere: groups before users (a membership change locks its group,
+        // then touches its member users), so this cannot deadlock with one.
+        if self.backend == Backend::Postgres {
+            let mut lock = self.sql();
+            lock.push(
+                "SELECT g.id FROM groups g WHERE g.id IN \
+                 (SELECT m.group_id FROM group_members m WHERE m.member_id = ",
+            )
+            .bind_text(id)
+            .push(") ORDER BY g.id FOR UPDATE");
+            lock.query().fetch_all(&mut *tx).await?;
+        }
         let current = self.lock_user(&mut tx, conn, id).await?;
         check_version(expect, current.version)?;
         let groups = self
@@ -829,6 +878,7 @@ impl Store for SqlStore {
                 .push(" WHERE id = ")
                 .bind_text(id.as_str());
             upd.query().execute(&mut *tx).await?;
+            self.touch_users(&mut tx, &delta.users, now).await?;
         }
         tx.commit().await?;
         let member_count = delta.count;
@@ -879,10 +929,7 @@ impl Store for SqlStore {
         for chunk in group_ids.chunks(CHUNK) {
             let mut q = self.sql();
             q.push(
-                "SELECT m.group_id, m.member_id, m.member_type, \
-                 COALESCE(u.display_name, u.user_name, g.display_name) FROM group_members m \
-                 LEFT JOIN users u ON m.member_type = 'User' AND u.id = m.member_id \
-                 LEFT JOIN groups g ON m.member_type = 'Group' AND g.id = m.member_id \
+                "SELECT m.group_id, m.member_id, m.member_type FROM group_members m \
                  WHERE m.connection = ",
             )
             .bind_text(conn.as_str())
@@ -895,7 +942,6 @@ impl Store for SqlStore {
                 out.entry(group).or_default().push(MemberRef {
                     id: row.try_get(1)?,
                     kind: MemberKind::parse(&kind).unwrap_or(MemberKind::User),
-                    display: row.try_get(3)?,
                 });
             }
         }
@@ -942,6 +988,7 @@ impl Store for SqlStore {
         self.backend.doc_param(&mut upd, doc.to_json());
         upd.push(" WHERE id = ").bind_text(id);
         upd.query().execute(&mut *tx).await?;
+        self.touch_users(&mut tx, &delta.users, now).await?;
         tx.commit().await?;
         let record = GroupRecord {
             id: current.id,
@@ -969,6 +1016,7 @@ impl Store for SqlStore {
             .await?;
         self.detach_member_everywhere(&mut tx, conn, id, now)
             .await?;
+        self.touch_users(&mut tx, &delta.users, now).await?;
         let mut del = self.sql();
         del.push("DELETE FROM groups WHERE id = ").bind_text(id);
         del.query().execute(&mut *tx).await?;
