@@ -5,6 +5,13 @@
 //! (`generate_series`) to 100,010 users, a group of 10 members and a group of 100,000, in a
 //! schema of its own that is dropped at the end. Figures go to docs/benchmarks.md.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test and benchmark code fails loudly at the line that broke"
+)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -174,7 +181,7 @@ fn benches(c: &mut Criterion) {
         let flip = AtomicU64::new(0);
         g.bench_function(format!("patch_one_member_{group}"), |bench| {
             bench.to_async(&rt).iter(|| {
-                let op = if flip.fetch_add(1, Ordering::Relaxed) % 2 == 0 {
+                let op = if flip.fetch_add(1, Ordering::Relaxed).is_multiple_of(2) {
                     "add"
                 } else {
                     "remove"

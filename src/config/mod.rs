@@ -384,13 +384,13 @@ pub fn validate(mut s: Settings) -> Result<Validated, ConfigError> {
             ),
         )
     })?;
-    if let Some(url) = &s.server.public_url {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(invalid(
-                "server.public_url",
-                format!("{url:?} must start with http:// or https://"),
-            ));
-        }
+    if let Some(url) = &s.server.public_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(invalid(
+            "server.public_url",
+            format!("{url:?} must start with http:// or https://"),
+        ));
     }
     if s.server.max_body_bytes < 1024 {
         return Err(invalid("server.max_body_bytes", "must be at least 1024"));

@@ -123,15 +123,15 @@ fn respond(
         header::CONTENT_TYPE,
         HeaderValue::from_static(SCIM_CONTENT_TYPE),
     );
-    if let Some(v) = version {
-        if let Ok(val) = HeaderValue::from_str(&etag(v)) {
-            h.insert(header::ETAG, val);
-        }
+    if let Some(v) = version
+        && let Ok(val) = HeaderValue::from_str(&etag(v))
+    {
+        h.insert(header::ETAG, val);
     }
-    if let Some(loc) = location {
-        if let Ok(val) = HeaderValue::from_str(loc) {
-            h.insert(header::LOCATION, val);
-        }
+    if let Some(loc) = location
+        && let Ok(val) = HeaderValue::from_str(loc)
+    {
+        h.insert(header::LOCATION, val);
     }
     resp
 }
@@ -494,16 +494,16 @@ async fn search_all(
         resources.extend(user_resources(&state, &caller, &sel, &u.items).await?);
     }
     let groups_total = groups.as_ref().map_or(0, |p| p.total);
-    if let Some(g) = &groups {
-        if count - users_shown > 0 {
-            let sel = Selection::parse(
-                ResourceKind::Group,
-                cat,
-                &params.attributes,
-                &params.excluded,
-            );
-            resources.extend(group_resources(&state, &caller, &sel, &g.items).await?);
-        }
+    if let Some(g) = &groups
+        && count - users_shown > 0
+    {
+        let sel = Selection::parse(
+            ResourceKind::Group,
+            cat,
+            &params.attributes,
+            &params.excluded,
+        );
+        resources.extend(group_resources(&state, &caller, &sel, &g.items).await?);
     }
     let body = list_response(users_total + groups_total, start, resources);
     Ok(respond(StatusCode::OK, &body, None, None))

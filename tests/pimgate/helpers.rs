@@ -31,7 +31,6 @@ pub fn postgres_admin_url() -> String {
 /// is dropped when this value is dropped (even when the test panics).
 pub struct TestDb {
     pub url: String,
-    pub backend: Db,
     schema: Option<String>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -44,7 +43,7 @@ impl TestDb {
                 let url = format!("sqlite://{}/pimgate.db", dir.path().display());
                 TestDb {
                     url,
-                    backend,
+
                     schema: None,
                     _dir: Some(dir),
                 }
@@ -63,7 +62,7 @@ impl TestDb {
                 let url = format!("{admin}{sep}options=-c%20search_path%3D{schema}");
                 TestDb {
                     url,
-                    backend,
+
                     schema: Some(schema),
                     _dir: None,
                 }
@@ -122,7 +121,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub state: AppState,
     pub store: SqlStore,
-    pub db: TestDb,
+    /// Kept alive so the database outlives the server.
+    _db: TestDb,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
 }
@@ -180,7 +180,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             state,
             store,
-            db,
+            _db: db,
             shutdown: Some(tx),
             handle: Some(handle),
         }

@@ -142,13 +142,13 @@ async fn story(backend: Db) {
 
     // Groups and membership as set operations.
     let (g, delta) = store
-        .create_group(&a, group("Editors"), &[ann.id.clone()], t0)
+        .create_group(&a, group("Editors"), std::slice::from_ref(&ann.id), t0)
         .await
         .unwrap();
     assert_eq!(g.member_count, 1);
     assert_eq!(delta.users, vec![ann.id.clone()]);
     let (foreign, _) = store
-        .create_group(&a, group("Foreign"), &[ann_b.id.clone()], t0)
+        .create_group(&a, group("Foreign"), std::slice::from_ref(&ann_b.id), t0)
         .await
         .unwrap();
     assert_eq!(
@@ -199,7 +199,10 @@ async fn story(backend: Db) {
         .unwrap();
     assert_eq!(delta.users, vec![ann.id.clone()]);
     assert_eq!(g3.member_count, 1);
-    let members = store.group_members(&a, &[g.id.clone()]).await.unwrap();
+    let members = store
+        .group_members(&a, std::slice::from_ref(&g.id))
+        .await
+        .unwrap();
     assert_eq!(
         members[&g.id]
             .iter()
@@ -215,7 +218,10 @@ async fn story(backend: Db) {
         .await
         .unwrap();
     assert_eq!(groups.total, 1);
-    let by_member = store.user_groups(&a, &[bob.id.clone()]).await.unwrap();
+    let by_member = store
+        .user_groups(&a, std::slice::from_ref(&bob.id))
+        .await
+        .unwrap();
     assert_eq!(by_member[&bob.id][0].display, "Editors");
 
     // A failed membership change writes nothing.
@@ -243,7 +249,7 @@ async fn story(backend: Db) {
     assert_eq!(after.member_count, 0);
     assert!(
         store
-            .group_members(&a, &[g.id.clone()])
+            .group_members(&a, std::slice::from_ref(&g.id))
             .await
             .unwrap()
             .is_empty()
@@ -319,7 +325,10 @@ async fn concurrent_member_adds(backend: Db) {
     let after = store.get_group(&c, &g.id).await.unwrap().unwrap();
     assert_eq!(after.member_count, 30);
     assert_eq!(after.version, 31);
-    let members = store.group_members(&c, &[g.id.clone()]).await.unwrap();
+    let members = store
+        .group_members(&c, std::slice::from_ref(&g.id))
+        .await
+        .unwrap();
     assert_eq!(members[&g.id].len(), 30);
     store.close().await;
 }

@@ -104,13 +104,13 @@ fn prepare_sqlite_url(url: &str) -> Result<String, OpenError> {
     if path.is_empty() || path == ":memory:" {
         return Ok(url.to_owned());
     }
-    if let Some(parent) = Path::new(path).parent() {
-        if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent).map_err(|source| OpenError::Dir {
-                path: path.to_owned(),
-                source,
-            })?;
-        }
+    if let Some(parent) = Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(|source| OpenError::Dir {
+            path: path.to_owned(),
+            source,
+        })?;
     }
     if url.contains("mode=") {
         Ok(url.to_owned())
@@ -170,12 +170,12 @@ impl SqlStore {
             Backend::Sqlite => {
                 sqlx::migrate!("./migrations/sqlite")
                     .run(&self.pool)
-                    .await?
+                    .await?;
             }
             Backend::Postgres => {
                 sqlx::migrate!("./migrations/postgres")
                     .run(&self.pool)
-                    .await?
+                    .await?;
             }
         }
         Ok(())
