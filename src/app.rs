@@ -41,6 +41,10 @@ pub struct AppState {
     pub catalogue: Arc<Catalogue>,
     pub events: EventBus,
     pub scim: Arc<ScimConfig>,
+    /// Claims: resolution, cache and invalidation.
+    pub access: Arc<crate::access::service::AccessService>,
+    /// SHA-256 hashes of the access API's service credentials.
+    pub access_api_tokens: Arc<Vec<[u8; 32]>>,
 }
 
 /// Server settings for [`run`].
@@ -55,6 +59,7 @@ pub fn router(state: AppState, opts: &ServeOptions) -> Router {
     Router::new()
         .merge(crate::ops::router())
         .merge(crate::scim::routes::router())
+        .merge(crate::access::routes::router())
         .fallback(fallback)
         .with_state(state)
         .layer(DefaultBodyLimit::disable())

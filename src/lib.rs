@@ -6,6 +6,8 @@
 //!   [`Store`](directory::Store) seam with its SQLite and PostgreSQL backends
 //!   ([`directory::sql`]); change events ([`directory::events`]).
 //! - [`scim`]: the SCIM 2.0 service provider (routes, pure PATCH/normalisation, rendering).
+//! - [`access`]: PIM roles and user groups, the IdP-group mapper (pure), resolved claims,
+//!   their cache (Redis or in process) and the claims read API.
 //! - [`token`]: SCIM bearer tokens (hashed at rest, compared in constant time).
 //! - [`ops`]: health and readiness. [`clock`]: injected time.
 //! - [`app`]: shared state, router and middleware, and [`run`].
@@ -13,6 +15,7 @@
 //! `main.rs` only parses the command line, loads config, sets up logging, binds and calls
 //! [`run`]; tests do the same on `127.0.0.1:0`.
 
+pub mod access;
 pub mod app;
 pub mod clock;
 pub mod config;
@@ -48,25 +51,36 @@ pub async fn open_store(v: &Validated, catalogue: Arc<Catalogue>) -> Result<SqlS
     Ok(store)
 }
 
-/// Builds the shared state from validated configuration and an opened store.
-pub fn build_state(
+/// Builds the shared state from validated configuration and an opened store: the claims
+/// cache (Redis when configured, in process otherwise), the access service, and the event
+/// bus that makes directory changes invalidate claims before they are acknowledged.
+pub async fn build_state(
     v: &Validated,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     catalogue: Arc<Catalogue>,
-) -> AppState {
-    AppState {
+) -> Result<AppState, access::cache::CacheError> {
+    let redis = v.settings.redis.url.as_ref().map(|u| u.expose_secret().to_owned());
+    let cache = access::cache::from_url(redis.as_deref(), &v.settings.redis.key_prefix).await?;
+    let access = Arc::new(access::service::AccessService::new(
+        store.clone(),
+        cache,
+        v.access.clone(),
+    ));
+    Ok(AppState {
         store,
         clock,
         catalogue,
-        events: EventBus::new(1024),
+        events: EventBus::new(1024).with_listener(access.clone()),
         scim: Arc::new(ScimConfig {
             settings: v.settings.scim.clone(),
             max_body_bytes: v.settings.server.max_body_bytes,
             public_url: v.public_url.clone(),
             connections: v.connections.clone(),
         }),
-    }
+        access,
+        access_api_tokens: Arc::new(v.access_api_tokens.clone()),
+    })
 }
 
 /// Server options from validated configuration.

@@ -2,8 +2,8 @@
 //! service layer publishes a [`DirectoryEvent`] saying which connection and which users (and
 //! groups) it touched.
 //!
-//! Consumers subscribe to an [`EventBus`]. Today the audit log is the only consumer; the
-//! access model invalidates cached claims from the same events. Events are published only
+//! The claims cache listens (awaited before the SCIM response is sent, so the next read sees
+//! the change); the audit log subscribes. Events are published only
 //! after commit, so a consumer never sees a change that was rolled back.
 
 use tokio::sync::broadcast;
@@ -37,24 +37,55 @@ pub struct DirectoryEvent {
     pub groups: Vec<String>,
 }
 
-/// An in-process broadcast of directory events.
+/// Something that must act on a change before the request that made it is answered (the
+/// claims cache: a membership removed through SCIM must be gone from the very next read).
+#[async_trait::async_trait]
+pub trait ChangeListener: Send + Sync + 'static {
+    async fn on_change(&self, event: &DirectoryEvent);
+}
+
+/// In-process delivery of directory events.
 ///
-/// Publishing never blocks and never fails a request: with no subscriber the event is dropped,
-/// and a subscriber that falls behind is told how many events it missed (it must then treat
-/// everything as changed).
-#[derive(Debug, Clone)]
+/// [`publish`](EventBus::publish) first awaits every [`ChangeListener`] (so their work is
+/// done when the SCIM response is sent), then broadcasts to subscribers such as the audit log.
+/// Broadcasting never blocks: a subscriber that falls behind is told how many events it
+/// missed.
+#[derive(Clone)]
 pub struct EventBus {
     tx: broadcast::Sender<DirectoryEvent>,
+    listeners: Vec<std::sync::Arc<dyn ChangeListener>>,
+}
+
+impl std::fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventBus")
+            .field("listeners", &self.listeners.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl EventBus {
     pub fn new(capacity: usize) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(16));
-        Self { tx }
+        Self {
+            tx,
+            listeners: Vec::new(),
+        }
     }
 
-    pub fn publish(&self, event: DirectoryEvent) {
-        // An error only means nobody listens right now.
+    /// Adds a listener that every publish awaits.
+    #[must_use]
+    pub fn with_listener(mut self, listener: std::sync::Arc<dyn ChangeListener>) -> Self {
+        self.listeners.push(listener);
+        self
+    }
+
+    /// Delivers a committed change: listeners first (awaited), then subscribers.
+    pub async fn publish(&self, event: DirectoryEvent) {
+        for l in &self.listeners {
+            l.on_change(&event).await;
+        }
+        // An error only means nobody subscribes right now.
         let _ = self.tx.send(event);
     }
 

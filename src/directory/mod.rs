@@ -413,6 +413,27 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<MembershipDelta, DirectoryError>;
 
+    /// The groups a user belongs to, directly or through nested groups (transitively), with
+    /// the attributes mapping rules match on. `via` names the direct group of an indirect one.
+    async fn user_access_groups(
+        &self,
+        conn: &ConnectionId,
+        user_id: &str,
+    ) -> Result<Vec<crate::access::IdpGroup>, DirectoryError>;
+    /// The users who belong to these groups, directly or through nested groups.
+    async fn group_user_members(
+        &self,
+        conn: &ConnectionId,
+        group_ids: &[String],
+    ) -> Result<Vec<String>, DirectoryError>;
+    /// The ids of a connection's users, in stable order, `limit` at a time after `after`.
+    async fn user_ids_after(
+        &self,
+        conn: &ConnectionId,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>, DirectoryError>;
+
     async fn insert_token(&self, token: &TokenRow) -> Result<(), DirectoryError>;
     /// Finds a token by the SHA-256 of its secret.
     async fn find_token(&self, hash: &[u8; 32]) -> Result<Option<TokenRow>, DirectoryError>;

@@ -17,7 +17,7 @@ use crate::directory::{
     MemberRef, MembershipDelta, Page, ResourceKind, UserRecord,
 };
 
-fn publish(
+async fn publish(
     state: &AppState,
     conn: &ConnectionId,
     change: Change,
@@ -29,16 +29,17 @@ fn publish(
         change,
         users,
         groups,
-    });
+    })
+    .await;
 }
 
-fn membership_event(state: &AppState, conn: &ConnectionId, group: &str, delta: MembershipDelta) {
+async fn membership_event(state: &AppState, conn: &ConnectionId, group: &str, delta: MembershipDelta) {
     if delta.users.is_empty() && delta.groups.is_empty() {
         return;
     }
     let mut groups = vec![group.to_owned()];
     groups.extend(delta.groups);
-    publish(state, conn, Change::MembershipChanged, delta.users, groups);
+    publish(state, conn, Change::MembershipChanged, delta.users, groups).await;
 }
 
 /// Turns list parameters into a store query for `kind`.
@@ -83,7 +84,7 @@ pub async fn create_user(
         Change::UserCreated,
         vec![rec.id.clone()],
         Vec::new(),
-    );
+    ).await;
     Ok(rec)
 }
 
@@ -121,7 +122,7 @@ pub async fn list_users(
     state.store.list_users(conn, &spec).await
 }
 
-fn user_changed(state: &AppState, conn: &ConnectionId, before: i64, rec: &UserRecord) {
+async fn user_changed(state: &AppState, conn: &ConnectionId, before: i64, rec: &UserRecord) {
     if rec.version != before {
         publish(
             state,
@@ -129,7 +130,7 @@ fn user_changed(state: &AppState, conn: &ConnectionId, before: i64, rec: &UserRe
             Change::UserUpdated,
             vec![rec.id.clone()],
             Vec::new(),
-        );
+        ).await;
     }
 }
 
@@ -150,7 +151,7 @@ pub async fn replace_user(
             Ok(doc.clone())
         })
         .await?;
-    user_changed(state, conn, before.into_inner(), &rec);
+    user_changed(state, conn, before.into_inner(), &rec).await;
     Ok(rec)
 }
 
@@ -172,7 +173,7 @@ pub async fn patch_user(
             patch::patch_user(&cur.doc, &ops, cat)
         })
         .await?;
-    user_changed(state, conn, before.into_inner(), &rec);
+    user_changed(state, conn, before.into_inner(), &rec).await;
     Ok(rec)
 }
 
@@ -192,7 +193,7 @@ pub async fn delete_user(
         Change::UserDeleted,
         vec![id.to_owned()],
         groups,
-    );
+    ).await;
     Ok(())
 }
 
@@ -215,7 +216,7 @@ pub async fn create_group(
         .await?;
     let mut groups = vec![rec.id.clone()];
     groups.extend(delta.groups);
-    publish(state, conn, Change::GroupCreated, delta.users, groups);
+    publish(state, conn, Change::GroupCreated, delta.users, groups).await;
     Ok(rec)
 }
 
@@ -256,7 +257,7 @@ pub async fn list_groups(
     state.store.list_groups(conn, &spec).await
 }
 
-fn group_changed(
+async fn group_changed(
     state: &AppState,
     conn: &ConnectionId,
     before: &GroupRecord,
@@ -270,9 +271,9 @@ fn group_changed(
             Change::GroupUpdated,
             Vec::new(),
             vec![after.id.clone()],
-        );
+        ).await;
     }
-    membership_event(state, conn, &after.id, delta);
+    membership_event(state, conn, &after.id, delta).await;
 }
 
 /// PUT: replaces the group's attributes; `members`, when present, replaces the membership
@@ -310,7 +311,7 @@ pub async fn replace_group(
         )
         .await?;
     if let Some(b) = before.into_inner().ok().flatten() {
-        group_changed(state, conn, &b, &rec, delta);
+        group_changed(state, conn, &b, &rec, delta).await;
     }
     Ok(rec)
 }
@@ -351,7 +352,7 @@ pub async fn patch_group(
         )
         .await?;
     if let Some(b) = before.into_inner().ok().flatten() {
-        group_changed(state, conn, &b, &rec, delta);
+        group_changed(state, conn, &b, &rec, delta).await;
     }
     Ok(rec)
 }
@@ -368,6 +369,6 @@ pub async fn delete_group(
         .await?;
     let mut groups = vec![id.to_owned()];
     groups.extend(delta.groups);
-    publish(state, conn, Change::GroupDeleted, delta.users, groups);
+    publish(state, conn, Change::GroupDeleted, delta.users, groups).await;
     Ok(())
 }

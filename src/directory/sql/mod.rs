@@ -1024,6 +1024,94 @@ impl Store for SqlStore {
         Ok(delta.into_delta())
     }
 
+    async fn user_access_groups(
+        &self,
+        conn: &ConnectionId,
+        user_id: &str,
+    ) -> Result<Vec<crate::access::IdpGroup>, DirectoryError> {
+        // Walk up from the user's direct groups through groups that contain them. UNION (not
+        // UNION ALL) stops cycles.
+        let mut q = self.sql();
+        q.push(
+            "WITH RECURSIVE up(group_id, via) AS (\
+               SELECT m.group_id, CAST(NULL AS TEXT) FROM group_members m \
+               WHERE m.connection = ",
+        )
+        .bind_text(conn.as_str())
+        .push(" AND m.member_id = ")
+        .bind_text(user_id)
+        .push(
+            " UNION SELECT p.group_id, COALESCE(up.via, up.group_id) FROM group_members p \
+               JOIN up ON p.member_id = up.group_id \
+             ) SELECT g.id, g.external_id, g.display_name, up.via FROM up \
+             JOIN groups g ON g.id = up.group_id ORDER BY g.id, up.via",
+        );
+        let mut out: Vec<crate::access::IdpGroup> = Vec::new();
+        for row in q.query().fetch_all(&self.pool).await? {
+            let id: String = row.try_get(0)?;
+            let via: Option<String> = row.try_get(3)?;
+            // A group reached both directly and through nesting counts once, as direct.
+            if let Some(prev) = out.iter_mut().find(|g| g.id == id) {
+                if via.is_none() {
+                    prev.via = None;
+                }
+                continue;
+            }
+            out.push(crate::access::IdpGroup {
+                id,
+                external_id: row.try_get(1)?,
+                display_name: row.try_get(2)?,
+                via,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn group_user_members(
+        &self,
+        conn: &ConnectionId,
+        group_ids: &[String],
+    ) -> Result<Vec<String>, DirectoryError> {
+        let mut users = BTreeSet::new();
+        for chunk in group_ids.chunks(CHUNK) {
+            let mut q = self.sql();
+            q.push("WITH RECURSIVE down(group_id) AS (SELECT g.id FROM groups g WHERE g.connection = ")
+                .bind_text(conn.as_str())
+                .push(" AND g.id IN ")
+                .bind_list(chunk.iter().map(String::as_str))
+                .push(
+                    " UNION SELECT m.member_id FROM group_members m JOIN down ON m.group_id = down.group_id \
+                     WHERE m.member_type = 'Group') \
+                     SELECT DISTINCT m.member_id FROM group_members m JOIN down ON m.group_id = down.group_id \
+                     WHERE m.member_type = 'User'",
+                );
+            for row in q.query().fetch_all(&self.pool).await? {
+                users.insert(row.try_get::<String, _>(0)?);
+            }
+        }
+        Ok(users.into_iter().collect())
+    }
+
+    async fn user_ids_after(
+        &self,
+        conn: &ConnectionId,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>, DirectoryError> {
+        let mut q = self.sql();
+        q.push("SELECT id FROM users WHERE connection = ").bind_text(conn.as_str());
+        if let Some(a) = after {
+            q.push(" AND id > ").bind_text(a);
+        }
+        q.push(" ORDER BY id LIMIT ").bind(Bind::Int(limit));
+        q.query()
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(DirectoryError::from))
+            .collect()
+    }
+
     async fn insert_token(&self, token: &TokenRow) -> Result<(), DirectoryError> {
         let mut ins = self.sql();
         ins.push("INSERT INTO scim_tokens (id, connection, token_hash, label, created) VALUES (")

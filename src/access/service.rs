@@ -1,0 +1,241 @@
+//! Claims for the PIM: read through the cache, resolved from the directory on a miss, and
+//! invalidated by directory change events before the SCIM response that caused them is sent.
+//!
+//! Freshness: every committed change invalidates exactly the users it affects (a membership
+//! change: those members and, for a nested group, its transitive members; a group rename:
+//! its members when a rule of that connection matches on names; a config change: everyone,
+//! through the config version in every key). The cache's per-user epochs make a read that
+//! raced with a change unable to store stale claims. A cache outage only costs speed.
+
+use std::sync::{Arc, RwLock};
+
+use super::cache::{ClaimsCache, Lookup};
+use super::claims::Claims;
+use super::model::AccessModel;
+use super::resolve::resolve;
+use super::{IdpGroup, UserFacts};
+use crate::directory::events::{Change, ChangeListener, DirectoryEvent};
+use crate::directory::{ConnectionId, DirectoryError, ListSpec, Store};
+
+/// How a user is named in a claims request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserLookup {
+    Id(String),
+    UserName(String),
+    ExternalId(String),
+}
+
+/// Whether a read was served from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    Hit,
+    Miss,
+}
+
+impl CacheOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheOutcome::Hit => "hit",
+            CacheOutcome::Miss => "miss",
+        }
+    }
+}
+
+/// Resolved claims and how they were obtained.
+#[derive(Debug, Clone)]
+pub struct ClaimsRead {
+    pub claims: Claims,
+    pub cache: CacheOutcome,
+}
+
+/// Reads and invalidates claims.
+pub struct AccessService {
+    store: Arc<dyn Store>,
+    cache: Arc<dyn ClaimsCache>,
+    model: RwLock<Arc<AccessModel>>,
+}
+
+impl std::fmt::Debug for AccessService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessService")
+            .field("cache", &self.cache.kind())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AccessService {
+    pub fn new(store: Arc<dyn Store>, cache: Arc<dyn ClaimsCache>, model: Arc<AccessModel>) -> Self {
+        Self {
+            store,
+            cache,
+            model: RwLock::new(model),
+        }
+    }
+
+    /// The access model in force.
+    pub fn model(&self) -> Arc<AccessModel> {
+        match self.model.read() {
+            Ok(m) => m.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Puts a new (already validated) model in force, atomically, and invalidates every
+    /// cached claim.
+    pub async fn reload(&self, model: Arc<AccessModel>) {
+        match self.model.write() {
+            Ok(mut m) => *m = model,
+            Err(poisoned) => *poisoned.into_inner() = model,
+        }
+        self.cache.invalidate_all().await;
+    }
+
+    pub fn cache_kind(&self) -> &'static str {
+        self.cache.kind()
+    }
+
+    /// Finds a user's id.
+    pub async fn find_user(
+        &self,
+        conn: &ConnectionId,
+        lookup: &UserLookup,
+    ) -> Result<Option<String>, DirectoryError> {
+        let (attr, value) = match lookup {
+            UserLookup::Id(id) => {
+                return Ok(self.store.get_user(conn, id).await?.map(|u| u.id));
+            }
+            UserLookup::UserName(v) => ("userName", v),
+            UserLookup::ExternalId(v) => ("externalId", v),
+        };
+        let filter = scim_v2::filter::Filter::Attr(scim_v2::filter::AttrExp::Comparison(
+            scim_v2::filter::AttrPath::with_name(attr),
+            scim_v2::filter::CompareOp::Eq,
+            scim_v2::filter::CompValue::Str(value.clone()),
+        ));
+        let page = self
+            .store
+            .list_users(
+                conn,
+                &ListSpec {
+                    filter: Some(filter),
+                    sort_by: None,
+                    descending: false,
+                    start_index: 1,
+                    count: 2,
+                },
+            )
+            .await?;
+        // externalId is not unique: an ambiguous lookup names nobody.
+        Ok(if page.items.len() == 1 {
+            page.items.into_iter().next().map(|u| u.id)
+        } else {
+            None
+        })
+    }
+
+    /// What the directory says about a user (None: no such user).
+    pub async fn facts(
+        &self,
+        conn: &ConnectionId,
+        user_id: &str,
+    ) -> Result<Option<UserFacts>, DirectoryError> {
+        let Some(user) = self.store.get_user(conn, user_id).await? else {
+            return Ok(None);
+        };
+        let groups: Vec<IdpGroup> = self.store.user_access_groups(conn, user_id).await?;
+        Ok(Some(UserFacts {
+            connection: conn.clone(),
+            user_id: user.id.clone(),
+            user_name: user.doc.user_name().to_owned(),
+            external_id: user.doc.external_id().map(str::to_owned),
+            active: user.doc.active(),
+            attributes: user.doc.attrs().clone(),
+            groups,
+            token_groups: None,
+        }))
+    }
+
+    /// The claims of a user (None: no such user). Provenance is kept only when `explain`.
+    pub async fn claims(
+        &self,
+        conn: &ConnectionId,
+        user_id: &str,
+        explain: bool,
+    ) -> Result<Option<ClaimsRead>, DirectoryError> {
+        let model = self.model();
+        let version = model.version().to_owned();
+        let epoch = match self.cache.get(conn, user_id, &version).await {
+            Lookup::Hit(json) => match serde_json::from_str::<Claims>(&json) {
+                Ok(claims) => {
+                    return Ok(Some(ClaimsRead {
+                        claims: strip(claims, explain),
+                        cache: CacheOutcome::Hit,
+                    }));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "unreadable cached claims; resolving again");
+                    None
+                }
+            },
+            Lookup::Miss(epoch) => Some(epoch),
+        };
+        let Some(facts) = self.facts(conn, user_id).await? else {
+            return Ok(None);
+        };
+        let claims = resolve(&model, &facts);
+        if let Some(epoch) = epoch {
+            match serde_json::to_string(&claims) {
+                Ok(json) => self.cache.put(conn, user_id, &version, epoch, &json).await,
+                Err(e) => tracing::warn!(error = %e, "claims could not be cached"),
+            }
+        }
+        Ok(Some(ClaimsRead {
+            claims: strip(claims, explain),
+            cache: CacheOutcome::Miss,
+        }))
+    }
+
+    /// The users a change affects.
+    async fn affected_users(&self, event: &DirectoryEvent) -> Result<Vec<String>, DirectoryError> {
+        let mut users = event.users.clone();
+        let expand: Vec<String> = match event.change {
+            // The changed group is first; the rest are nested groups that joined or left it:
+            // their members gained or lost the group too.
+            Change::MembershipChanged | Change::GroupDeleted | Change::GroupCreated => {
+                event.groups.iter().skip(1).cloned().collect()
+            }
+            Change::GroupUpdated if self.model().rules_use_group_names(&event.connection) => {
+                event.groups.clone()
+            }
+            _ => Vec::new(),
+        };
+        if !expand.is_empty() {
+            users.extend(self.store.group_user_members(&event.connection, &expand).await?);
+        }
+        users.sort();
+        users.dedup();
+        Ok(users)
+    }
+}
+
+fn strip(mut claims: Claims, explain: bool) -> Claims {
+    if !explain {
+        claims.provenance = None;
+    }
+    claims
+}
+
+#[async_trait::async_trait]
+impl ChangeListener for AccessService {
+    async fn on_change(&self, event: &DirectoryEvent) {
+        match self.affected_users(event).await {
+            Ok(users) if users.is_empty() => {}
+            Ok(users) => self.cache.invalidate(&event.connection, &users).await,
+            Err(e) => {
+                // The affected set is unknown: drop everything rather than risk stale claims.
+                tracing::error!(error = %e, "cannot expand a directory change; invalidating all claims");
+                self.cache.invalidate_all().await;
+            }
+        }
+    }
+}
