@@ -1,4 +1,6 @@
-//! SCIM request benchmarks on PostgreSQL, through the real HTTP stack on loopback.
+//! SCIM and claims request benchmarks on PostgreSQL and Redis, through the real HTTP stack
+//! on loopback (claims: with the Redis cache, `PIMGATE_TEST_REDIS_URL`, default
+//! `redis://127.0.0.1:6379`, under a key prefix of its own).
 //!
 //! Run: `cargo bench --bench scim` (needs PostgreSQL; `PIMGATE_TEST_POSTGRES_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`). The directory is seeded with SQL
@@ -24,6 +26,28 @@ use secrecy::SecretString;
 use serde_json::json;
 
 const TOKEN: &str = "bench-token-0123456789abcdef";
+const ACCESS_TOKEN: &str = "bench-access-token-0123456789";
+/// Users of the group "ten" are editors; everyone else gets the viewer default.
+const ACCESS: &str = r#"
+[roles.viewer]
+id = "9b0e4a52-0000-4000-8000-000000000001"
+name = "Viewer"
+permissions = ["products.view"]
+[roles.editor]
+id = "9b0e4a52-0000-4000-8000-000000000002"
+name = "Editor"
+permissions = ["products.view", "products.create", "products.delete"]
+[connections.default]
+on_no_match = { roles = ["viewer"], user_groups = [] }
+[[connections.default.rules]]
+name = "editors"
+group_name = "ten"
+roles = ["editor"]
+"#;
+
+fn redis_url() -> String {
+    std::env::var("PIMGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
 const USERS: i64 = 100_010;
 
 struct Bench {
@@ -31,6 +55,8 @@ struct Bench {
     client: reqwest::Client,
     admin: String,
     schema: String,
+    prefix: String,
+    state: pimgate::AppState,
     _rt_guard: tokio::task::JoinHandle<()>,
 }
 
@@ -58,6 +84,11 @@ async fn setup() -> Bench {
 
     let mut settings = Settings::default();
     settings.server.listen = "127.0.0.1:0".into();
+    let prefix = format!("pimgate-bench-{}", uuid::Uuid::new_v4().simple());
+    settings.redis.url = Some(SecretString::from(redis_url()));
+    settings.redis.key_prefix = prefix.clone();
+    settings.access = toml::from_str(ACCESS).unwrap();
+    settings.access_api.tokens = vec![SecretString::from(ACCESS_TOKEN)];
     settings.database.url = Some(SecretString::from(url));
     settings.connections.insert(
         "default".into(),
@@ -96,12 +127,15 @@ async fn setup() -> Bench {
     exec(&mut conn, format!("ANALYZE {schema}.users")).await;
     exec(&mut conn, format!("ANALYZE {schema}.group_members")).await;
 
-    let state = pimgate::build_state(&v, Arc::new(store), Arc::new(SystemClock), catalogue);
+    let state = pimgate::build_state(&v, Arc::new(store), Arc::new(SystemClock), catalogue)
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind(v.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let opts = pimgate::serve_options(&v);
+    let run_state = state.clone();
     let handle = tokio::spawn(async move {
-        pimgate::run(state, opts, listener, std::future::pending())
+        pimgate::run(run_state, opts, listener, std::future::pending())
             .await
             .unwrap();
     });
@@ -110,6 +144,8 @@ async fn setup() -> Bench {
         client: reqwest::Client::new(),
         admin,
         schema,
+        prefix,
+        state,
         _rt_guard: handle,
     }
 }
@@ -119,6 +155,18 @@ async fn teardown(b: &Bench) {
         .await
         .unwrap();
     exec(&mut conn, format!("DROP SCHEMA {} CASCADE", b.schema)).await;
+    if let Ok(client) = redis::Client::open(redis_url())
+        && let Ok(mut r) = client.get_multiplexed_async_connection().await
+    {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", b.prefix))
+            .query_async(&mut r)
+            .await
+            .unwrap_or_default();
+        for chunk in keys.chunks(500) {
+            let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(&mut r).await;
+        }
+    }
 }
 
 async fn send(b: &Bench, req: reqwest::RequestBuilder, expect: u16) {
@@ -196,6 +244,61 @@ fn benches(c: &mut Criterion) {
             });
         });
     }
+    g.finish();
+
+    // Claims reads over HTTP with the Redis cache: a hit, and a miss (the user is invalidated
+    // through the event bus before each timed read, as a SCIM change does).
+    let mut g = c.benchmark_group("claims_redis");
+    g.sample_size(50)
+        .measurement_time(Duration::from_secs(8))
+        .warm_up_time(Duration::from_secs(2));
+    let root = b.base.trim_end_matches("/scim/default/v2").to_owned();
+    let claims_url = format!("{root}/access/v1/connections/default/users/seed-3/claims");
+    g.bench_function("claims_read_hit", |bench| {
+        bench.to_async(&rt).iter(|| async {
+            let resp = b
+                .client
+                .get(&claims_url)
+                .bearer_auth(ACCESS_TOKEN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status().as_u16(), 200);
+            let _ = resp.bytes().await.unwrap();
+        });
+    });
+    let conn = pimgate::directory::ConnectionId::parse("default").unwrap();
+    g.bench_function("claims_read_miss", |bench| {
+        bench.to_async(&rt).iter_custom(|iters| {
+            let (b, conn, url) = (&b, conn.clone(), claims_url.clone());
+            async move {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    b.state
+                        .events
+                        .publish(pimgate::directory::events::DirectoryEvent {
+                            connection: conn.clone(),
+                            change: pimgate::directory::events::Change::UserUpdated,
+                            users: vec!["seed-3".into()],
+                            groups: vec![],
+                        })
+                        .await;
+                    let start = std::time::Instant::now();
+                    let resp = b
+                        .client
+                        .get(&url)
+                        .bearer_auth(ACCESS_TOKEN)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(resp.status().as_u16(), 200);
+                    let _ = resp.bytes().await.unwrap();
+                    total += start.elapsed();
+                }
+                total
+            }
+        });
+    });
     g.finish();
     rt.block_on(teardown(&b));
 }

@@ -60,7 +60,12 @@ pub async fn build_state(
     clock: Arc<dyn Clock>,
     catalogue: Arc<Catalogue>,
 ) -> Result<AppState, access::cache::CacheError> {
-    let redis = v.settings.redis.url.as_ref().map(|u| u.expose_secret().to_owned());
+    let redis = v
+        .settings
+        .redis
+        .url
+        .as_ref()
+        .map(|u| u.expose_secret().to_owned());
     let cache = access::cache::from_url(redis.as_deref(), &v.settings.redis.key_prefix).await?;
     let access = Arc::new(access::service::AccessService::new(
         store.clone(),

@@ -37,6 +37,19 @@ enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Print the claims of one user with the provenance of every grant.
+    Explain {
+        #[arg(long, default_value = config::DEFAULT_CONNECTION)]
+        connection: String,
+        /// The user's pimgate id, userName or externalId.
+        #[arg(long)]
+        user: String,
+    },
+    /// List, per user, what a candidate config would add and remove, without applying it.
+    DiffConfig {
+        /// The candidate config file.
+        new: PathBuf,
+    },
     /// Manage SCIM bearer tokens stored (hashed) in the database.
     Token {
         #[command(subcommand)]
@@ -117,7 +130,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli.command, validated)) {
+    let source = ConfigSource { path, explicit };
+    match runtime.block_on(dispatch(cli.command, validated, source)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -138,11 +152,43 @@ fn init_tracing(v: &Validated) {
     }
 }
 
-async fn dispatch(command: Command, v: Validated) -> anyhow::Result<()> {
+/// Where the running config came from, for reloads.
+#[derive(Clone)]
+struct ConfigSource {
+    path: PathBuf,
+    explicit: bool,
+}
+
+async fn dispatch(command: Command, v: Validated, source: ConfigSource) -> anyhow::Result<()> {
     let catalogue = Arc::new(Catalogue::load()?);
     let store = pimgate::open_store(&v, catalogue.clone()).await?;
     match command {
-        Command::Serve => serve(v, store, catalogue).await,
+        Command::Serve => serve(v, store, catalogue, source).await,
+        Command::Explain {
+            connection: name,
+            user,
+        } => {
+            let conn = connection(&v, &name)?;
+            let out =
+                pimgate::access::admin::explain(Arc::new(store), v.access.clone(), &conn, &user)
+                    .await?;
+            println!("{out}");
+            Ok(())
+        }
+        Command::DiffConfig { new } => {
+            let candidate = config::load(&new, true, &ProcessEnv)
+                .map_err(|e| anyhow::anyhow!("the candidate config is not valid: {e}"))?;
+            let conns: Vec<ConnectionId> = v.connections.iter().map(|c| c.id.clone()).collect();
+            let report = pimgate::access::admin::diff_config(
+                Arc::new(store),
+                v.access.clone(),
+                candidate.access.clone(),
+                &conns,
+            )
+            .await?;
+            print!("{report}");
+            Ok(())
+        }
         Command::Migrate => {
             println!("migrations applied");
             Ok(())
@@ -214,6 +260,7 @@ async fn serve(
     v: Validated,
     store: pimgate::directory::sql::SqlStore,
     catalogue: Arc<Catalogue>,
+    source: ConfigSource,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(v.listen).await.map_err(|e| {
         anyhow::anyhow!(
@@ -247,7 +294,13 @@ async fn serve(
     }
     tracing::info!(%addr, backend = ?store.backend(), "pimgate serving");
     let shared = store.clone();
-    let state = pimgate::build_state(&v, Arc::new(store), Arc::new(SystemClock), catalogue);
+    let state = pimgate::build_state(&v, Arc::new(store), Arc::new(SystemClock), catalogue).await?;
+    tracing::info!(
+        cache = state.access.cache_kind(),
+        access_model = state.access.model().version(),
+        "claims cache ready"
+    );
+    tokio::spawn(reload_on_sighup(state.clone(), source));
     pimgate::run(
         state,
         pimgate::serve_options(&v),
@@ -258,6 +311,48 @@ async fn serve(
     shared.close().await;
     tracing::info!("pimgate stopped");
     Ok(())
+}
+
+/// On SIGHUP, re-reads the config file and puts a new access model in force atomically. A
+/// config that does not validate is refused with a message naming the key; the old one stays.
+/// (Only the access model is reloaded; other settings take a restart.)
+async fn reload_on_sighup(state: pimgate::AppState, source: ConfigSource) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP; config reload is unavailable");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match config::load(&source.path, source.explicit, &ProcessEnv) {
+                Ok(new) => {
+                    let old = state.access.model();
+                    if old.version() == new.access.version() {
+                        tracing::info!(
+                            version = old.version(),
+                            "config reloaded: access model unchanged"
+                        );
+                    } else {
+                        state.access.reload(new.access.clone()).await;
+                        tracing::info!(
+                            from = old.version(),
+                            to = new.access.version(),
+                            "config reloaded: new access model in force, cached claims invalidated"
+                        );
+                    }
+                }
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "config reload refused; the previous config stays in force"
+                ),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (state, source);
+    }
 }
 
 /// Resolves on SIGTERM (Kubernetes) or Ctrl-C.

@@ -11,6 +11,7 @@
 //! - [`cache`]: resolved claims cached in Redis or in process, with per-user epochs.
 //! - [`service`], [`routes`]: reading claims for the PIM and operators.
 
+pub mod admin;
 pub mod cache;
 pub mod catalogue;
 pub mod claims;

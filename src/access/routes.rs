@@ -27,7 +27,10 @@ pub fn router() -> Router<AppState> {
             "/access/v1/connections/{connection}/users/{id}/claims",
             get(claims_by_id),
         )
-        .route("/access/v1/connections/{connection}/claims", get(claims_lookup))
+        .route(
+            "/access/v1/connections/{connection}/claims",
+            get(claims_lookup),
+        )
 }
 
 /// An error of the access API: a small JSON body with a machine-readable code.
@@ -82,7 +85,10 @@ pub struct AccessCaller;
 impl FromRequestParts<AppState> for AccessCaller {
     type Rejection = AccessApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let presented = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -134,18 +140,32 @@ fn connection(state: &AppState, raw: &str) -> Result<ConnectionId, AccessApiErro
     ConnectionId::parse(raw)
         .ok()
         .filter(|c| state.scim.connections.iter().any(|k| &k.id == c))
-        .ok_or_else(|| AccessApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no connection {raw:?}")))
+        .ok_or_else(|| {
+            AccessApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no connection {raw:?}"),
+            )
+        })
 }
 
 fn respond(read: ClaimsRead) -> Response {
     let mut resp = Json(&read.claims).into_response();
     let h = resp.headers_mut();
-    h.insert("x-claims-cache", HeaderValue::from_static(read.cache.as_str()));
+    h.insert(
+        "x-claims-cache",
+        HeaderValue::from_static(read.cache.as_str()),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 
-async fn read(state: &AppState, conn: &ConnectionId, id: &str, explain: bool) -> Result<Response, AccessApiError> {
+async fn read(
+    state: &AppState,
+    conn: &ConnectionId,
+    id: &str,
+    explain: bool,
+) -> Result<Response, AccessApiError> {
     state
         .access
         .claims(conn, id, explain)

@@ -64,7 +64,11 @@ impl std::fmt::Debug for AccessService {
 }
 
 impl AccessService {
-    pub fn new(store: Arc<dyn Store>, cache: Arc<dyn ClaimsCache>, model: Arc<AccessModel>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        cache: Arc<dyn ClaimsCache>,
+        model: Arc<AccessModel>,
+    ) -> Self {
         Self {
             store,
             cache,
@@ -210,7 +214,11 @@ impl AccessService {
             _ => Vec::new(),
         };
         if !expand.is_empty() {
-            users.extend(self.store.group_user_members(&event.connection, &expand).await?);
+            users.extend(
+                self.store
+                    .group_user_members(&event.connection, &expand)
+                    .await?,
+            );
         }
         users.sort();
         users.dedup();

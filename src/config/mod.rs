@@ -34,11 +34,17 @@ pub struct Settings {
     #[serde(default)]
     pub log: LogSettings,
     #[serde(default)]
+    pub access_api: AccessApiSettings,
+    #[serde(default)]
     pub scim: ScimSettings,
     /// One entry per IdP tenant pushing into pimgate, keyed by connection name. The
     /// connection `default` always exists.
     #[serde(default)]
     pub connections: BTreeMap<String, ConnectionSettings>,
+    /// The access model: permissions, roles, user groups and per-connection mapping rules
+    /// (validated into [`Validated::access`]).
+    #[serde(default)]
+    pub access: crate::access::model::AccessConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -94,13 +100,51 @@ impl Default for DatabaseSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
-    /// `redis://host:6379` (`PIMGATE_REDIS_URL`); unset means the in-process cache. Used by
-    /// the access model for resolved claims.
+    /// `redis://host:6379`, `rediss://…`, `redis+unix:///path` (`PIMGATE_REDIS_URL`); unset
+    /// means the in-process cache (one replica only). Holds the resolved claims.
     #[serde(default)]
     pub url: Option<SecretString>,
+    /// Prefix of every key pimgate writes, so several installations can share a Redis.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            key_prefix: default_key_prefix(),
+        }
+    }
+}
+
+fn default_key_prefix() -> String {
+    "pimgate".into()
+}
+
+/// Service credentials of the claims read API (`/access/v1`), for the PIM and operators.
+/// They are never SCIM tokens, and a SCIM token is never one of them.
+#[derive(Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AccessApiSettings {
+    /// Bearer tokens (16+ characters). Prefer `token_file` or `PIMGATE_ACCESS_TOKEN`.
+    #[serde(default)]
+    pub tokens: Vec<SecretString>,
+    /// Read one more token from this file (`PIMGATE_ACCESS_TOKEN_FILE`).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for AccessApiSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessApiSettings")
+            .field("tokens", &self.tokens.len())
+            .field("token_file", &self.token_file)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
@@ -259,6 +303,10 @@ pub struct Validated {
     pub database_url: SecretString,
     pub settings: Settings,
     pub connections: Vec<Connection>,
+    /// SHA-256 of the access API credentials.
+    pub access_api_tokens: Vec<[u8; 32]>,
+    /// The validated access model (shared; a config reload swaps the whole `Arc`).
+    pub access: std::sync::Arc<crate::access::model::AccessModel>,
 }
 
 /// The process environment, injected so tests can pass their own.
@@ -345,6 +393,12 @@ pub fn apply_env(mut s: Settings, env: &dyn EnvSource) -> Result<Settings, Confi
                 ));
             }
         };
+    }
+    if let Some(v) = env.var("PIMGATE_ACCESS_TOKEN") {
+        s.access_api.tokens.push(SecretString::from(v));
+    }
+    if let Some(v) = env.var("PIMGATE_ACCESS_TOKEN_FILE") {
+        s.access_api.token_file = Some(PathBuf::from(v));
     }
     let token = env.var("PIMGATE_SCIM_TOKEN");
     let token_file = env.var("PIMGATE_SCIM_TOKEN_FILE");
@@ -438,10 +492,11 @@ pub fn validate(mut s: Settings) -> Result<Validated, ConfigError> {
     })?;
     if let Some(url) = &s.redis.url {
         let u = url.expose_secret();
-        if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
+        let schemes = ["redis://", "rediss://", "redis+unix://", "unix://"];
+        if !schemes.iter().any(|p| u.starts_with(p)) {
             return Err(invalid(
                 "redis.url",
-                "must start with redis:// or rediss://",
+                "must start with redis://, rediss://, redis+unix:// or unix://",
             ));
         }
     }
@@ -467,6 +522,32 @@ pub fn validate(mut s: Settings) -> Result<Validated, ConfigError> {
             token_hashes,
         });
     }
+    let connection_ids: Vec<ConnectionId> = connections.iter().map(|c| c.id.clone()).collect();
+    let access = std::sync::Arc::new(crate::access::model::validate(&s.access, &connection_ids)?);
+    let mut access_api_tokens = Vec::new();
+    for (i, t) in s.access_api.tokens.iter().enumerate() {
+        access_api_tokens.push(check_token(&format!("access_api.tokens[{i}]"), t)?);
+    }
+    if let Some(file) = &s.access_api.token_file {
+        let t = read_secret_file("access_api.token_file", file)?;
+        access_api_tokens.push(check_token("access_api.token_file", &t)?);
+    }
+    if access_api_tokens.iter().any(|a| {
+        connections
+            .iter()
+            .any(|c| crate::token::matches_any(a, &c.token_hashes))
+    }) {
+        return Err(invalid(
+            "access_api.tokens",
+            "an access API token must differ from every SCIM token",
+        ));
+    }
+    if s.redis.key_prefix.is_empty() || s.redis.key_prefix.contains(char::is_whitespace) {
+        return Err(invalid(
+            "redis.key_prefix",
+            "must be non-empty, without spaces",
+        ));
+    }
     Ok(Validated {
         listen,
         public_url: s
@@ -477,6 +558,8 @@ pub fn validate(mut s: Settings) -> Result<Validated, ConfigError> {
         database_url,
         settings: s,
         connections,
+        access_api_tokens,
+        access,
     })
 }
 

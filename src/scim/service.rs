@@ -24,16 +24,23 @@ async fn publish(
     users: Vec<String>,
     groups: Vec<String>,
 ) {
-    state.events.publish(DirectoryEvent {
-        connection: conn.clone(),
-        change,
-        users,
-        groups,
-    })
-    .await;
+    state
+        .events
+        .publish(DirectoryEvent {
+            connection: conn.clone(),
+            change,
+            users,
+            groups,
+        })
+        .await;
 }
 
-async fn membership_event(state: &AppState, conn: &ConnectionId, group: &str, delta: MembershipDelta) {
+async fn membership_event(
+    state: &AppState,
+    conn: &ConnectionId,
+    group: &str,
+    delta: MembershipDelta,
+) {
     if delta.users.is_empty() && delta.groups.is_empty() {
         return;
     }
@@ -84,7 +91,8 @@ pub async fn create_user(
         Change::UserCreated,
         vec![rec.id.clone()],
         Vec::new(),
-    ).await;
+    )
+    .await;
     Ok(rec)
 }
 
@@ -130,7 +138,8 @@ async fn user_changed(state: &AppState, conn: &ConnectionId, before: i64, rec: &
             Change::UserUpdated,
             vec![rec.id.clone()],
             Vec::new(),
-        ).await;
+        )
+        .await;
     }
 }
 
@@ -193,7 +202,8 @@ pub async fn delete_user(
         Change::UserDeleted,
         vec![id.to_owned()],
         groups,
-    ).await;
+    )
+    .await;
     Ok(())
 }
 
@@ -271,7 +281,8 @@ async fn group_changed(
             Change::GroupUpdated,
             Vec::new(),
             vec![after.id.clone()],
-        ).await;
+        )
+        .await;
     }
     membership_event(state, conn, &after.id, delta).await;
 }

@@ -114,6 +114,158 @@ impl Drop for TestDb {
 pub const TOKEN: &str = "test-token-0123456789abcdef";
 /// A token for connection `other`.
 pub const OTHER_TOKEN: &str = "other-token-0123456789abcdef";
+/// The access API's service credential in test apps.
+pub const ACCESS_TOKEN: &str = "access-token-0123456789abcdef";
+
+/// The shared Redis tests use (`PIMGATE_TEST_REDIS_URL`), each with a key prefix of its own.
+pub fn redis_url() -> String {
+    std::env::var("PIMGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// Deletes every key under a prefix on the shared Redis.
+pub async fn delete_redis_prefix(prefix: &str) {
+    let Ok(client) = redis::Client::open(redis_url()) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    for chunk in keys.chunks(500) {
+        let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
+    }
+}
+
+/// A redis-server of the test's own, on a unix socket in a temp dir (no port), so a test can
+/// stop and restart it.
+pub struct OwnRedis {
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+/// An [`OwnRedis`] that has been stopped; its socket path stays reserved.
+pub struct StoppedRedis {
+    dir: tempfile::TempDir,
+}
+
+fn start_redis(dir: &std::path::Path) -> std::process::Child {
+    let sock = dir.join("redis.sock");
+    let _ = std::fs::remove_file(&sock);
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--unixsocket",
+        ])
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server must be installed (scripts/test installs it)");
+    for _ in 0..100 {
+        if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}
+
+impl OwnRedis {
+    pub fn start() -> OwnRedis {
+        let dir = tempfile::tempdir().unwrap();
+        let child = start_redis(dir.path());
+        OwnRedis { dir, child }
+    }
+
+    pub fn url(&self) -> String {
+        format!(
+            "redis+unix://{}",
+            self.dir.path().join("redis.sock").display()
+        )
+    }
+
+    pub fn stop(mut self) -> StoppedRedis {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        StoppedRedis {
+            dir: std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()),
+        }
+    }
+}
+
+impl StoppedRedis {
+    pub fn restart(self) -> OwnRedis {
+        let child = start_redis(self.dir.path());
+        OwnRedis {
+            dir: self.dir,
+            child,
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `pimgate serve` process of its own, on `127.0.0.1:0`, killed when dropped.
+pub struct Process {
+    pub base: String,
+    child: std::process::Child,
+}
+
+impl Process {
+    pub fn start(config: &std::path::Path, database_url: &str, redis_url: Option<&str>) -> Process {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pimgate"));
+        cmd.arg("--config").arg(config).arg("serve");
+        for (k, _) in std::env::vars() {
+            if k.starts_with("PIMGATE_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("PIMGATE_LISTEN", "127.0.0.1:0")
+            .env("PIMGATE_DATABASE_URL", database_url)
+            .env("PIMGATE_SCIM_TOKEN", TOKEN)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        if let Some(r) = redis_url {
+            cmd.env("PIMGATE_REDIS_URL", r);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let base = loop {
+            let line = lines
+                .next()
+                .expect("pimgate exited before listening")
+                .unwrap();
+            if let Some(rest) = line.strip_prefix("listening on ") {
+                break rest.trim().to_owned();
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Process { base, child }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 /// A running pimgate.
 pub struct TestApp {
@@ -121,6 +273,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub state: AppState,
     pub store: SqlStore,
+    /// The Redis key prefix of this app, deleted on stop.
+    redis_prefix: Option<String>,
     /// Kept alive so the database outlives the server.
     _db: TestDb,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -153,7 +307,13 @@ impl TestApp {
                 },
             );
         }
+        settings.access_api.tokens = vec![SecretString::from(ACCESS_TOKEN)];
         tune(&mut settings);
+        let redis_prefix = settings
+            .redis
+            .url
+            .as_ref()
+            .map(|_| settings.redis.key_prefix.clone());
         let v = config::validate(settings).unwrap();
         let catalogue = Arc::new(Catalogue::load().unwrap());
         let store = pimgate::open_store(&v, catalogue.clone()).await.unwrap();
@@ -162,7 +322,9 @@ impl TestApp {
             Arc::new(store.clone()),
             Arc::new(SystemClock),
             catalogue,
-        );
+        )
+        .await
+        .unwrap();
         let listener = tokio::net::TcpListener::bind(v.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -180,6 +342,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             state,
             store,
+            redis_prefix,
             _db: db,
             shutdown: Some(tx),
             handle: Some(handle),
@@ -309,6 +472,9 @@ impl TestApp {
             let _ = h.await;
         }
         self.store.close().await;
+        if let Some(prefix) = self.redis_prefix.take() {
+            delete_redis_prefix(&prefix).await;
+        }
     }
 }
 

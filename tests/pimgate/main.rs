@@ -10,6 +10,7 @@
 
 mod helpers;
 
+mod access;
 mod cli;
 mod errors;
 mod idp;

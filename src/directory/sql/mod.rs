@@ -1099,7 +1099,8 @@ impl Store for SqlStore {
         limit: i64,
     ) -> Result<Vec<String>, DirectoryError> {
         let mut q = self.sql();
-        q.push("SELECT id FROM users WHERE connection = ").bind_text(conn.as_str());
+        q.push("SELECT id FROM users WHERE connection = ")
+            .bind_text(conn.as_str());
         if let Some(a) = after {
             q.push(" AND id > ").bind_text(a);
         }

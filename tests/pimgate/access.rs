@@ -1,0 +1,513 @@
+//! SCIM → claims, end to end: real servers, real PostgreSQL or SQLite, real Redis or the
+//! in-process cache. Freshness is checked on the very next read after each change.
+
+use std::sync::Arc;
+
+use pimgate::access::model::AccessConfig;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{ACCESS_TOKEN, Db, TOKEN, TestApp};
+
+/// The access model the tests run with: a viewer default, editors by group name, an
+/// attribute rule on the enterprise department, and two user groups that overlap.
+pub const ACCESS: &str = r#"
+dimensions = ["market"]
+
+[roles.viewer]
+id = "9b0e4a52-0000-4000-8000-000000000001"
+name = "Viewer"
+permissions = ["products.view"]
+
+[roles.editor]
+id = "9b0e4a52-0000-4000-8000-000000000002"
+name = "Editor"
+permissions = ["products.view", "products.create", "products.delete"]
+
+[user_groups.denmark]
+id = "9b0e4a52-0000-4000-8000-0000000000a1"
+name = "Denmark"
+languages = { edit = ["da"], read = ["en"] }
+default_dashboard = "dk-dashboard"
+dashboard_priority = 20
+[user_groups.denmark.segments.market]
+edit = ["dk"]
+read = []
+
+[user_groups.marketing]
+id = "9b0e4a52-0000-4000-8000-0000000000a2"
+name = "Marketing"
+languages = { edit = ["en"], read = [] }
+[user_groups.marketing.segments.market]
+edit = []
+read = ["dk", "se"]
+
+[connections.default]
+token_groups = "ignore"
+on_no_match = { roles = ["viewer"], user_groups = [] }
+
+[[connections.default.rules]]
+name = "editors"
+group_name = "PIM Editors"
+roles = ["editor"]
+user_groups = ["denmark"]
+
+[[connections.default.rules]]
+name = "marketing-department"
+attribute = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"
+equals = "Marketing"
+user_groups = ["marketing"]
+"#;
+
+pub fn access_config(text: &str) -> AccessConfig {
+    toml::from_str(text).unwrap()
+}
+
+/// Spawns an app with the test access model, on Redis (a key prefix of its own) or in process.
+pub async fn spawn(db: Db, redis: bool) -> TestApp {
+    TestApp::spawn_with(db, |s| {
+        s.access = access_config(ACCESS);
+        if redis {
+            s.redis.url = Some(secrecy::SecretString::from(crate::helpers::redis_url()));
+            s.redis.key_prefix = format!("pimgate-test-{}", uuid::Uuid::new_v4().simple());
+        }
+    })
+    .await
+}
+
+async fn claims(app: &TestApp, user: &str) -> (Value, String) {
+    let resp = app
+        .client
+        .get(format!(
+            "http://{}/access/v1/connections/default/users/{user}/claims",
+            app.addr
+        ))
+        .bearer_auth(ACCESS_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let cache = resp.headers()["x-claims-cache"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    (resp.json().await.unwrap(), cache)
+}
+
+fn keys(v: &Value, field: &str) -> Vec<String> {
+    v[field]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["key"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn perms(v: &Value) -> Vec<String> {
+    v["permissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn patch_op(ops: Value) -> Value {
+    json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": ops})
+}
+
+async fn membership_changes_reach_claims(app: TestApp) {
+    let u = app.user("ann@example.com").await;
+    let other = app.user("bob@example.com").await;
+    let g = app.group("PIM Editors", &[&u, &other]).await;
+
+    let (c, cache) = claims(&app, &u).await;
+    assert_eq!(cache, "miss");
+    assert_eq!(keys(&c, "roles"), vec!["editor"]);
+    assert!(perms(&c).contains(&"products.delete".to_owned()));
+    let (_, cache) = claims(&app, &u).await;
+    assert_eq!(cache, "hit", "the second read is served from the cache");
+
+    // Entra's remove-with-value-list form: only `u` leaves the group.
+    let (s, body) = app
+        .patch(
+            &format!("/Groups/{g}"),
+            patch_op(json!([{"op": "Remove", "path": "members", "value": [{"value": u}]}])),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (c, cache) = claims(&app, &u).await;
+    assert_eq!(cache, "miss", "the change invalidated the cached claims");
+    assert_eq!(keys(&c, "roles"), vec!["viewer"], "{c}");
+    assert!(!perms(&c).contains(&"products.delete".to_owned()));
+    let (c, _) = claims(&app, &other).await;
+    assert_eq!(
+        keys(&c, "roles"),
+        vec!["editor"],
+        "the other member keeps the role"
+    );
+
+    // Nested: a group inside "PIM Editors" grants through it.
+    let nested = app.group("Editors Denmark", &[&u]).await;
+    let (s, body) = app
+        .patch(
+            &format!("/Groups/{g}"),
+            patch_op(json!([{"op": "add", "path": "members", "value": [{"value": nested}]}])),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (c, _) = claims(&app, &u).await;
+    assert_eq!(keys(&c, "roles"), vec!["editor"], "{c}");
+
+    // A rename away from the matched name removes the grant from every member.
+    let (s, _) = app
+        .patch(
+            &format!("/Groups/{g}"),
+            patch_op(json!([{"op": "replace", "value": {"displayName": "Former Editors"}}])),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    for user in [&u, &other] {
+        let (c, _) = claims(&app, user).await;
+        assert_eq!(keys(&c, "roles"), vec!["viewer"], "{c}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn membership_changes_reach_claims_in_process_cache() {
+    membership_changes_reach_claims(spawn(Db::Sqlite, false).await).await;
+}
+
+#[tokio::test]
+async fn membership_changes_reach_claims_redis_cache() {
+    membership_changes_reach_claims(spawn(Db::Postgres, true).await).await;
+}
+
+async fn deactivation_removes_all_access(app: TestApp) {
+    let u = app.user("dee@example.com").await;
+    app.group("PIM Editors", &[&u]).await;
+    let (c, _) = claims(&app, &u).await;
+    assert_eq!(keys(&c, "roles"), vec!["editor"]);
+    let (s, _) = app
+        .patch(
+            &format!("/Users/{u}"),
+            patch_op(json!([{"op": "replace", "value": {"active": false}}])),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (c, _) = claims(&app, &u).await;
+    assert_eq!(c["active"], json!(false));
+    assert!(
+        keys(&c, "roles").is_empty() && keys(&c, "userGroups").is_empty(),
+        "{c}"
+    );
+    assert!(perms(&c).is_empty(), "{c}");
+    assert_eq!(c["access"]["languages"], json!({}));
+    // Deleted users have no claims at all.
+    let (s, _) = app.delete(&format!("/Users/{u}")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let resp = app
+        .client
+        .get(format!(
+            "http://{}/access/v1/connections/default/users/{u}/claims",
+            app.addr
+        ))
+        .bearer_auth(ACCESS_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn deactivation_removes_all_access_in_process_cache() {
+    deactivation_removes_all_access(spawn(Db::Sqlite, false).await).await;
+}
+
+#[tokio::test]
+async fn deactivation_removes_all_access_redis_cache() {
+    deactivation_removes_all_access(spawn(Db::Postgres, true).await).await;
+}
+
+async fn config_reload_changes_claims_at_once(app: TestApp) {
+    let u = app.user("rel@example.com").await;
+    app.group("PIM Editors", &[&u]).await;
+    let (c, _) = claims(&app, &u).await;
+    assert!(perms(&c).contains(&"products.delete".to_owned()));
+    let (_, cache) = claims(&app, &u).await;
+    assert_eq!(cache, "hit");
+    let before = c["configVersion"].clone();
+
+    let text = ACCESS.replace(
+        r#"permissions = ["products.view", "products.create", "products.delete"]"#,
+        r#"permissions = ["products.view", "products.create"]"#,
+    );
+    let mut settings = pimgate::config::Settings::default();
+    settings.access = access_config(&text);
+    let v = pimgate::config::validate(settings).unwrap();
+    app.state.access.reload(v.access.clone()).await;
+
+    let (c, cache) = claims(&app, &u).await;
+    assert_eq!(cache, "miss");
+    assert!(!perms(&c).contains(&"products.delete".to_owned()), "{c}");
+    assert_ne!(c["configVersion"], before);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn config_reload_changes_claims_at_once_in_process_cache() {
+    config_reload_changes_claims_at_once(spawn(Db::Sqlite, false).await).await;
+}
+
+#[tokio::test]
+async fn config_reload_changes_claims_at_once_redis_cache() {
+    config_reload_changes_claims_at_once(spawn(Db::Postgres, true).await).await;
+}
+
+#[tokio::test]
+async fn attribute_rules_and_overlapping_user_groups() {
+    let app = spawn(Db::Sqlite, false).await;
+    let (s, body) = app
+        .post(
+            "/Users",
+            json!({
+                "userName": "mia@example.com",
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Marketing"}
+            }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let u = body["id"].as_str().unwrap().to_owned();
+    app.group("PIM Editors", &[&u]).await;
+    let (c, _) = claims(&app, &u).await;
+    assert_eq!(keys(&c, "userGroups"), vec!["denmark", "marketing"]);
+    // en: read in denmark, edit in marketing → edit. dk: edit and read → edit; se: read.
+    assert_eq!(
+        c["access"]["languages"],
+        json!({"da": "edit", "en": "edit"})
+    );
+    assert_eq!(
+        c["access"]["segments"]["market"],
+        json!({"dk": "edit", "se": "read"})
+    );
+    assert_eq!(c["defaultDashboard"], json!("dk-dashboard"));
+    assert!(c.get("provenance").is_none(), "provenance only on explain");
+
+    let resp = app
+        .client
+        .get(format!(
+            "http://{}/access/v1/connections/default/claims?userName=MIA@example.com&explain=true",
+            app.addr
+        ))
+        .bearer_auth(ACCESS_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let explained: Value = resp.json().await.unwrap();
+    assert!(explained["provenance"].is_object(), "{explained}");
+    let text = explained["provenance"].to_string();
+    assert!(
+        text.contains("marketing-department") && text.contains("PIM Editors"),
+        "{text}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_access_api_takes_only_its_own_credential() {
+    let app = spawn(Db::Sqlite, false).await;
+    let u = app.user("sec@example.com").await;
+    let url = format!(
+        "http://{}/access/v1/connections/default/users/{u}/claims",
+        app.addr
+    );
+    let resp = app.client.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let resp = app
+        .client
+        .get(&url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::UNAUTHORIZED,
+        "a SCIM token is not an access credential"
+    );
+    let resp = app
+        .client
+        .get(format!(
+            "http://{}/access/v1/connections/nosuch/users/{u}/claims",
+            app.addr
+        ))
+        .bearer_auth(ACCESS_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    // And the access credential cannot use SCIM.
+    let (s, _) = app
+        .call_as(
+            ACCESS_TOKEN,
+            "default",
+            reqwest::Method::GET,
+            "/Users",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    app.stop().await;
+}
+
+/// Stops Redis mid-run: claims are still served (from the store), and the cache is used again
+/// once Redis is back.
+#[tokio::test]
+async fn redis_outage_falls_back_to_the_store() {
+    let redis = crate::helpers::OwnRedis::start();
+    let url = redis.url();
+    let app = TestApp::spawn_with(Db::Sqlite, |s| {
+        s.access = access_config(ACCESS);
+        s.redis.url = Some(secrecy::SecretString::from(url));
+    })
+    .await;
+    let u = app.user("out@example.com").await;
+    let g = app.group("PIM Editors", &[&u]).await;
+    assert_eq!(claims(&app, &u).await.1, "miss");
+    assert_eq!(claims(&app, &u).await.1, "hit");
+
+    let redis = redis.stop();
+    let (c, cache) = claims(&app, &u).await;
+    assert_eq!(cache, "miss", "served from the store while Redis is down");
+    assert_eq!(keys(&c, "roles"), vec!["editor"]);
+    // A change during the outage is still reflected.
+    let (s, _) = app
+        .patch(
+            &format!("/Groups/{g}"),
+            patch_op(json!([{"op": "remove", "path": "members", "value": [{"value": u}]}])),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (c, _) = claims(&app, &u).await;
+    assert_eq!(keys(&c, "roles"), vec!["viewer"]);
+
+    let _redis = redis.restart();
+    let mut outcomes = Vec::new();
+    for _ in 0..20 {
+        outcomes.push(claims(&app, &u).await.1);
+        if outcomes.ends_with(&["hit".to_owned()]) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        outcomes.last().map(String::as_str),
+        Some("hit"),
+        "{outcomes:?}"
+    );
+    let (c, _) = claims(&app, &u).await;
+    assert_eq!(
+        keys(&c, "roles"),
+        vec!["viewer"],
+        "no claims from before the outage"
+    );
+    app.stop().await;
+}
+
+/// Two pimgate processes share one PostgreSQL and one Redis: a SCIM change made through one
+/// is reflected in claims read through the other on the next read.
+#[tokio::test]
+async fn two_processes_share_postgres_and_redis() {
+    let db = crate::helpers::TestDb::new(Db::Postgres).await;
+    let prefix = format!("pimgate-test-{}", uuid::Uuid::new_v4().simple());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("pimgate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[redis]\nkey_prefix = \"{prefix}\"\n\n[access_api]\ntokens = [\"{ACCESS_TOKEN}\"]\n\n[access]\n{}",
+            ACCESS.replace("\n[", "\n[access.").replace("\n[[", "\n[[access.").replace("[access.[", "[[access.")
+        ),
+    )
+    .unwrap();
+    let a = crate::helpers::Process::start(&cfg, &db.url, Some(&crate::helpers::redis_url()));
+    let b = crate::helpers::Process::start(&cfg, &db.url, Some(&crate::helpers::redis_url()));
+    let client = reqwest::Client::new();
+    let scim =
+        |p: &crate::helpers::Process, path: &str| format!("{}/scim/default/v2{path}", p.base);
+    let read = |p: &crate::helpers::Process, u: &str| {
+        let url = format!("{}/access/v1/connections/default/users/{u}/claims", p.base);
+        let client = client.clone();
+        async move {
+            let r = client
+                .get(url)
+                .bearer_auth(ACCESS_TOKEN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let post = |url: String, body: Value| {
+        let client = client.clone();
+        async move {
+            let r = client
+                .post(url)
+                .bearer_auth(TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::CREATED);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let u = post(scim(&a, "/Users"), json!({"userName": "two@example.com"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let g = post(
+        scim(&a, "/Groups"),
+        json!({"displayName": "PIM Editors", "members": [{"value": u}]}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Both processes have the claims cached now.
+    for p in [&a, &b] {
+        assert_eq!(keys(&read(p, &u).await, "roles"), vec!["editor"]);
+        assert_eq!(keys(&read(p, &u).await, "roles"), vec!["editor"]);
+    }
+    // A change through `a` is seen through `b` on the next read, and vice versa.
+    let r = client
+        .patch(scim(&a, &format!("/Groups/{g}")))
+        .bearer_auth(TOKEN)
+        .json(&patch_op(
+            json!([{"op": "Remove", "path": "members", "value": [{"value": u}]}]),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(keys(&read(&b, &u).await, "roles"), vec!["viewer"]);
+    let r = client
+        .patch(scim(&b, &format!("/Groups/{g}")))
+        .bearer_auth(TOKEN)
+        .json(&patch_op(
+            json!([{"op": "add", "path": "members", "value": [{"value": u}]}]),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(keys(&read(&a, &u).await, "roles"), vec!["editor"]);
+    drop(a);
+    drop(b);
+    crate::helpers::delete_redis_prefix(&prefix).await;
+    let _ = Arc::new(db);
+}
