@@ -545,7 +545,10 @@ impl Serialize for AttrPath {
 impl AttrPath {
     pub fn parse(source: &str) -> Result<Self, String> {
         let hint = "use a name (\"title\"), a dotted sub-attribute (\"name.givenName\") or an extension attribute after its schema URN (\"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department\")";
-        let (schema, rest) = if source.len() > 4 && source[..4].eq_ignore_ascii_case("urn:") {
+        let is_urn = source
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("urn:"));
+        let (schema, rest) = if is_urn {
             match source.rsplit_once(':') {
                 Some((schema, rest)) if !rest.is_empty() && schema.len() > 4 => {
                     (Some(schema.to_owned()), rest)
@@ -1683,6 +1686,8 @@ key = "custom.approve_texts"
         for bad in [
             "",
             "urn:x",
+            "urn:",
+            "ab€dé",
             "name..givenName",
             "emails[type eq \"work\"]",
             "1abc",

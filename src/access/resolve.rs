@@ -252,6 +252,29 @@ mod tests {
     use crate::directory::ConnectionId;
     use serde_json::{Map, Value, json};
 
+    /// Table rows: what, the user's groups, expected role keys, expected user-group keys.
+    type GroupCase = (
+        &'static str,
+        Vec<IdpGroup>,
+        &'static [&'static str],
+        &'static [&'static str],
+    );
+    /// The same, with the user's connection second.
+    type ConnCase = (
+        &'static str,
+        &'static str,
+        Vec<IdpGroup>,
+        &'static [&'static str],
+        &'static [&'static str],
+    );
+    /// Connection, SCIM groups, token groups, expected role keys.
+    type TokenCase = (
+        &'static str,
+        Vec<IdpGroup>,
+        Option<Vec<String>>,
+        &'static [&'static str],
+    );
+
     const MODEL: &str = r#"
 dimensions = ["market"]
 
@@ -416,7 +439,7 @@ roles = ["editor"]
     #[test]
     fn union_of_roles() {
         let m = model();
-        let cases: &[(&str, Vec<IdpGroup>, &[&str], &[&str])] = &[
+        let cases: &[GroupCase] = &[
             (
                 "one rule",
                 vec![group("g1", "PIM Editors")],
@@ -545,7 +568,7 @@ roles = ["editor"]
     #[test]
     fn defaults_apply_only_when_no_rule_matches() {
         let m = model();
-        let cases: &[(&str, &str, Vec<IdpGroup>, &[&str], &[&str])] = &[
+        let cases: &[ConnCase] = &[
             ("no groups", "default", vec![], &["viewer"], &["everyone"]),
             (
                 "unrelated groups",
@@ -746,9 +769,8 @@ roles = ["editor"]
     fn token_groups_modes() {
         let m = model();
         let editors = || vec![group("g1", "PIM Editors")];
-        let token = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        #[allow(clippy::type_complexity)]
-        let cases: &[(&str, Vec<IdpGroup>, Option<Vec<String>>, &[&str])] = &[
+        let token = |v: &[&str]| Some(v.iter().map(ToString::to_string).collect::<Vec<_>>());
+        let cases: &[TokenCase] = &[
             ("ignore", editors(), token(&["ext-pub"]), &["editor"]),
             ("ignore", vec![], token(&["PIM Editors"]), &[]),
             (

@@ -1,5 +1,5 @@
 //! The claims read API for the PIM and operators, under `/access/v1`, authenticated by a
-//! service credential of its own (`[access] api_tokens`, `PIMGATE_ACCESS_TOKEN`), never a
+//! service credential of its own (`[access_api] tokens`, `PIMGATE_ACCESS_TOKEN`), never a
 //! SCIM token.
 //!
 //! - `GET /access/v1/connections/{connection}/users/{id}/claims[?explain=true]`

@@ -244,8 +244,10 @@ async fn config_reload_changes_claims_at_once(app: TestApp) {
         r#"permissions = ["products.view", "products.create", "products.delete"]"#,
         r#"permissions = ["products.view", "products.create"]"#,
     );
-    let mut settings = pimgate::config::Settings::default();
-    settings.access = access_config(&text);
+    let settings = pimgate::config::Settings {
+        access: access_config(&text),
+        ..Default::default()
+    };
     let v = pimgate::config::validate(settings).unwrap();
     app.state.access.reload(v.access.clone()).await;
 
