@@ -63,8 +63,7 @@
 //! A background task retries that until it succeeds, so it happens even with no traffic.
 //! What this cannot cover: *other* replicas that still reach Redis keep serving the entries
 //! this replica failed to invalidate until it repairs (or, if it dies first, until the entries
-//! expire). Callers that need a hard guarantee should treat a degraded cache as a reason to
-//! retry the write.
+//! expire).
 //!
 //! ## In process
 //! [`MemoryCache`] keeps the same contract with a mutex: epochs come from one counter, so a

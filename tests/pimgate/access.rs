@@ -426,15 +426,11 @@ async fn two_processes_share_postgres_and_redis() {
     let db = crate::helpers::TestDb::new(Db::Postgres).await;
     let prefix = format!("pimgate-test-{}", uuid::Uuid::new_v4().simple());
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("pimgate.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[redis]\nkey_prefix = \"{prefix}\"\n\n[access_api]\ntokens = [\"{ACCESS_TOKEN}\"]\n\n[access]\n{}",
-            ACCESS.replace("\n[", "\n[access.").replace("\n[[", "\n[[access.").replace("[access.[", "[[access.")
-        ),
-    )
-    .unwrap();
+    let cfg = write_config(
+        dir.path(),
+        ACCESS,
+        &format!("[redis]\nkey_prefix = \"{prefix}\"\n"),
+    );
     let a = crate::helpers::Process::start(&cfg, &db.url, Some(&crate::helpers::redis_url()));
     let b = crate::helpers::Process::start(&cfg, &db.url, Some(&crate::helpers::redis_url()));
     let client = reqwest::Client::new();
@@ -512,4 +508,194 @@ async fn two_processes_share_postgres_and_redis() {
     drop(b);
     crate::helpers::delete_redis_prefix(&prefix).await;
     let _ = Arc::new(db);
+}
+
+/// Writes a config file with the test access credential, `extra` settings and `access` as
+/// its `[access]` section.
+fn write_config(dir: &std::path::Path, access: &str, extra: &str) -> std::path::PathBuf {
+    let cfg = dir.join("pimgate.toml");
+    let access = access
+        .replace("\n[[", "\n[[access.")
+        .replace("\n[", "\n[access.")
+        .replace("[access.[access.", "[[access.");
+    std::fs::write(
+        &cfg,
+        format!("{extra}\n[access_api]\ntokens = [\"{ACCESS_TOKEN}\"]\n\n[access]\n{access}"),
+    )
+    .unwrap();
+    cfg
+}
+
+/// SIGHUP reloads the access model at once; a bad file is refused and the old model stays.
+#[tokio::test]
+async fn sighup_reloads_the_access_model_and_refuses_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), ACCESS, "");
+    let db = format!("sqlite://{}/p.db", dir.path().display());
+    let p = crate::helpers::Process::start(&cfg, &db, None);
+    let client = reqwest::Client::new();
+    let u = client
+        .post(format!("{}/scim/default/v2/Users", p.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"userName": "hup@example.com"}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let read = || async {
+        client
+            .get(format!(
+                "{}/access/v1/connections/default/users/{u}/claims",
+                p.base
+            ))
+            .bearer_auth(ACCESS_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    assert_eq!(perms(&read().await), vec!["products.view"]);
+
+    // A new model: the default role gains products.create.
+    write_config(
+        dir.path(),
+        &ACCESS.replace(
+            r#"permissions = ["products.view"]"#,
+            r#"permissions = ["products.view", "products.create"]"#,
+        ),
+        "",
+    );
+    p.hup();
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        seen = perms(&read().await);
+        if seen.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, vec!["products.create", "products.view"]);
+
+    // A broken model is refused; the previous one stays in force.
+    write_config(
+        dir.path(),
+        &ACCESS.replace(
+            r#"permissions = ["products.view"]"#,
+            r#"permissions = ["products.vew"]"#,
+        ),
+        "",
+    );
+    p.hup();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        perms(&read().await),
+        vec!["products.create", "products.view"]
+    );
+}
+
+/// `pimgate explain` and `pimgate diff-config` read the same directory the server writes.
+#[tokio::test]
+async fn explain_and_diff_config_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), ACCESS, "");
+    let db = format!("sqlite://{}/p.db", dir.path().display());
+    {
+        let p = crate::helpers::Process::start(&cfg, &db, None);
+        let client = reqwest::Client::new();
+        let mut ids = Vec::new();
+        for name in ["e1@example.com", "e2@example.com", "e3@example.com"] {
+            let v: Value = client
+                .post(format!("{}/scim/default/v2/Users", p.base))
+                .bearer_auth(TOKEN)
+                .json(&json!({"userName": name}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            ids.push(json!({"value": v["id"]}));
+        }
+        let r = client
+            .post(format!("{}/scim/default/v2/Groups", p.base))
+            .bearer_auth(TOKEN)
+            .json(&json!({"displayName": "PIM Editors", "members": &ids[..2]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pimgate"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("PIMGATE_") {
+                cmd.env_remove(k);
+            }
+        }
+        let out = cmd
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .env("PIMGATE_DATABASE_URL", &db)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, out, err) = run(&[
+        "explain",
+        "--connection",
+        "default",
+        "--user",
+        "E1@example.com",
+    ]);
+    assert!(ok, "{err}");
+    let explained: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(keys(&explained, "roles"), vec!["editor"]);
+    assert!(
+        explained["provenance"].to_string().contains("PIM Editors"),
+        "{out}"
+    );
+
+    let candidate = dir.path().join("candidate.toml");
+    std::fs::copy(
+        write_config(
+            &dir.path().join("c").tap_mkdir(),
+            &ACCESS.replace(
+                r#"permissions = ["products.view", "products.create", "products.delete"]"#,
+                r#"permissions = ["products.view", "products.create"]"#,
+            ),
+            "",
+        ),
+        &candidate,
+    )
+    .unwrap();
+    let (ok, out, err) = run(&["diff-config", candidate.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("removes permission Delete product (products.delete) from 2 users"),
+        "{out}"
+    );
+    assert!(out.contains("2 of 3 users would change"), "{out}");
+}
+
+trait TapMkdir {
+    fn tap_mkdir(self) -> Self;
+}
+
+impl TapMkdir for std::path::PathBuf {
+    fn tap_mkdir(self) -> Self {
+        std::fs::create_dir_all(&self).unwrap();
+        self
+    }
 }

@@ -260,6 +260,17 @@ impl Process {
     }
 }
 
+impl Process {
+    /// Sends SIGHUP (config reload).
+    pub fn hup(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
