@@ -542,10 +542,14 @@ pub fn validate(mut s: Settings) -> Result<Validated, ConfigError> {
             "an access API token must differ from every SCIM token",
         ));
     }
-    if s.redis.key_prefix.is_empty() || s.redis.key_prefix.contains(char::is_whitespace) {
+    if s.redis.key_prefix.is_empty()
+        || s.redis
+            .key_prefix
+            .contains(|c: char| c.is_whitespace() || c == '{' || c == '}')
+    {
         return Err(invalid(
             "redis.key_prefix",
-            "must be non-empty, without spaces",
+            "must be non-empty, without spaces or braces (braces are Redis Cluster hash tags)",
         ));
     }
     Ok(Validated {

@@ -7,7 +7,7 @@ use pimgate::access::model::AccessConfig;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{ACCESS_TOKEN, Db, TOKEN, TestApp};
+use crate::helpers::{ACCESS_TOKEN, Db, TOKEN, TestApp, patch_op};
 
 /// The access model the tests run with: a viewer default, editors by group name, an
 /// attribute rule on the enterprise department, and two user groups that overlap.
@@ -110,10 +110,6 @@ fn perms(v: &Value) -> Vec<String> {
         .iter()
         .map(|p| p.as_str().unwrap().to_owned())
         .collect()
-}
-
-fn patch_op(ops: Value) -> Value {
-    json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": ops})
 }
 
 async fn membership_changes_reach_claims(app: TestApp) {

@@ -8,97 +8,10 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both;
-use crate::helpers::{Db, OTHER_TOKEN, TOKEN, TestApp};
-
-pub(crate) const ERROR_URN: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
-pub(crate) const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-pub(crate) const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
-pub(crate) const PATCH_URN: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
-
-/// Asserts an RFC 7644 §3.12 error: the HTTP status is `code`, the body's `schemas` is
-/// exactly the Error URN, `status` is `code` as a string, `detail` is a non-empty string,
-/// and `scimType` is `scim_type` (absent when `None`).
-pub(crate) fn assert_scim_error(
-    status: StatusCode,
-    body: &Value,
-    code: u16,
-    scim_type: Option<&str>,
-) {
-    assert_eq!(status.as_u16(), code, "HTTP status; body: {body}");
-    assert_eq!(body["schemas"], json!([ERROR_URN]), "schemas: {body}");
-    assert_eq!(
-        body["status"],
-        json!(code.to_string()),
-        "status must be a string: {body}"
-    );
-    let detail = body["detail"].as_str().unwrap_or_default();
-    assert!(
-        !detail.trim().is_empty(),
-        "detail must be non-empty: {body}"
-    );
-    match scim_type {
-        Some(t) => assert_eq!(body["scimType"], json!(t), "scimType: {body}"),
-        None => assert!(
-            body.get("scimType").is_none(),
-            "no scimType expected: {body}"
-        ),
-    }
-}
-
-/// A raw request to `url` (absolute) with exactly these headers and this body, for tests
-/// that need control over headers or need to read response headers.
-pub(crate) async fn send_raw(
-    app: &TestApp,
-    method: Method,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: Option<String>,
-) -> (StatusCode, HeaderMap, Value) {
-    let mut req = app.client.request(method, url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    if let Some(b) = body {
-        req = req.body(b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let text = resp.text().await.unwrap();
-    let json = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
-    (status, headers, json)
-}
-
-/// A request to `path` under the default connection with the default token plus `headers`.
-pub(crate) async fn send(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<Value>,
-) -> (StatusCode, HeaderMap, Value) {
-    let auth = format!("Bearer {TOKEN}");
-    let mut all: Vec<(&str, &str)> = vec![("authorization", auth.as_str())];
-    if body.is_some() {
-        all.push(("content-type", "application/scim+json"));
-    }
-    all.extend_from_slice(headers);
-    let url = format!("{}{path}", app.base("default"));
-    send_raw(app, method, &url, &all, body.map(|b| b.to_string())).await
-}
-
-/// Percent-encodes query parameters (filters contain spaces, quotes, `+`, `[`).
-pub(crate) fn query(pairs: &[(&str, &str)]) -> String {
-    serde_urlencoded::to_string(pairs).unwrap()
-}
-
-pub(crate) fn patch_op(ops: Value) -> Value {
-    json!({"schemas": [PATCH_URN], "Operations": ops})
-}
+use crate::helpers::{
+    Db, GROUP_URN, OTHER_TOKEN, PATCH_URN, TOKEN, TestApp, USER_URN, assert_scim_error, patch_op,
+    query, send, send_raw,
+};
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> &'h str {
     headers

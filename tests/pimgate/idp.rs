@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both;
-use crate::errors::{GROUP_URN, USER_URN, assert_scim_error, patch_op, query, send, send_raw};
+use crate::helpers::{GROUP_URN, USER_URN, assert_scim_error, patch_op, query, send, send_raw};
 use crate::helpers::{TOKEN, TestApp};
 
 const ENTERPRISE_URN: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";

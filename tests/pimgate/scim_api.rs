@@ -8,8 +8,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both;
-use crate::errors::{GROUP_URN, USER_URN, assert_scim_error, patch_op, query, send};
 use crate::helpers::{Db, TestApp};
+use crate::helpers::{GROUP_URN, USER_URN, assert_scim_error, patch_op, query, send};
 
 const ENTERPRISE_URN: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 const SEARCH_URN: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
