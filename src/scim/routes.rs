@@ -464,9 +464,15 @@ async fn search_all(
     let start = params.effective_start();
     let mut users_params = params.clone();
     users_params.count = Some(count);
+    // A kind whose attributes the filter does not know contributes nothing; its error is
+    // kept in case no kind knows them.
+    let mut unknown = None;
     let users = match service::list_users(&state, conn, &users_params).await {
         Ok(p) => Some(p),
-        Err(e) if unknown_attr(&e) => None,
+        Err(e) if unknown_attr(&e) => {
+            unknown = Some(e);
+            None
+        }
         Err(e) => return Err(e.into()),
     };
     let users_total = users.as_ref().map_or(0, |p| p.total);
@@ -476,13 +482,14 @@ async fn search_all(
     group_params.count = Some(count - users_shown);
     let groups = match service::list_groups(&state, conn, &group_params).await {
         Ok(p) => Some(p),
-        Err(e) if unknown_attr(&e) => None,
+        Err(e) if unknown_attr(&e) => {
+            if users.is_none() {
+                return Err(unknown.unwrap_or(e).into());
+            }
+            None
+        }
         Err(e) => return Err(e.into()),
     };
-    if users.is_none() && groups.is_none() {
-        let p = params.clone();
-        service::list_users(&state, conn, &p).await?;
-    }
     let mut resources = Vec::new();
     if let Some(u) = &users {
         let sel = Selection::parse(
