@@ -1,4 +1,4 @@
-//! What Microsoft Entra ID and Okta really send (see `/work/shared/IDP_NOTES.md`), one test
+//! What Microsoft Entra ID and Okta really send (the shared IdP notes), one test
 //! per behaviour, each run on SQLite and PostgreSQL. Every outcome is read back with a fresh
 //! GET, never trusted from the write's response alone.
 
