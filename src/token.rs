@@ -7,6 +7,7 @@
 //! [`subtle::ConstantTimeEq`], so timing reveals nothing about how much of a guess matched.
 
 use rand::RngCore;
+use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -23,6 +24,20 @@ pub fn generate() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     format!("{PREFIX}{}", hex::encode(bytes))
+}
+
+/// The token of an `Authorization: Bearer <token>` header (scheme matched without regard to
+/// case), if there is one.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<SecretString> {
+    let raw = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .trim();
+    let (scheme, rest) = raw.split_once(' ')?;
+    let token = rest.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty())
+        .then(|| SecretString::from(token.to_owned()))
 }
 
 /// Whether `presented` equals one of `known`, in time independent of where they differ.

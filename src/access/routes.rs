@@ -13,6 +13,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -89,13 +90,7 @@ impl FromRequestParts<AppState> for AccessCaller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim().to_owned());
+        let presented = token::bearer(&parts.headers);
         let Some(presented) = presented else {
             return Err(AccessApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -103,7 +98,10 @@ impl FromRequestParts<AppState> for AccessCaller {
                 "send Authorization: Bearer <access API token>",
             ));
         };
-        if token::matches_any(&token::hash(&presented), &state.access_api_tokens) {
+        if token::matches_any(
+            &token::hash(presented.expose_secret()),
+            &state.access_api_tokens,
+        ) {
             Ok(AccessCaller)
         } else {
             Err(AccessApiError::new(

@@ -4,9 +4,9 @@
 
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use scim_v2::filter::Filter;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::Value;
 
 use super::error::ScimError;
@@ -23,14 +23,6 @@ pub struct Caller {
     pub base_url: String,
 }
 
-fn bearer(headers: &HeaderMap) -> Option<SecretString> {
-    let raw = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    let (scheme, rest) = raw.split_once(' ')?;
-    let token = rest.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty())
-        .then(|| SecretString::from(token.to_owned()))
-}
-
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ScimError;
 
@@ -43,7 +35,7 @@ impl FromRequestParts<AppState> for Caller {
             .find(|(k, _)| *k == "connection")
             .map(|(_, v)| v.to_owned())
             .unwrap_or_default();
-        let presented = bearer(&parts.headers).ok_or_else(|| {
+        let presented = token::bearer(&parts.headers).ok_or_else(|| {
             ScimError::unauthorized("missing bearer token: send Authorization: Bearer <token>")
         })?;
         let hash = token::hash(presented.expose_secret());
