@@ -44,6 +44,9 @@ enum Command {
         /// The user's pimgate id, userName or externalId.
         #[arg(long)]
         user: String,
+        /// Print the claims (with provenance) as JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// List, per user, what a candidate config would add and remove, without applying it.
     DiffConfig {
@@ -167,11 +170,17 @@ async fn dispatch(command: Command, v: Validated, source: ConfigSource) -> anyho
         Command::Explain {
             connection: name,
             user,
+            json,
         } => {
             let conn = connection(&v, &name)?;
-            let out =
-                pimgate::access::admin::explain(Arc::new(store), v.access.clone(), &conn, &user)
-                    .await?;
+            let out = pimgate::access::admin::explain(
+                Arc::new(store),
+                v.access.clone(),
+                &conn,
+                &user,
+                json,
+            )
+            .await?;
             println!("{out}");
             Ok(())
         }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use super::claims::{Claims, Level};
+use super::claims::{Claims, GrantedBy, Level, Provenance, Source};
 use super::model::AccessModel;
 use super::resolve::resolve;
 use super::service::{AccessService, UserLookup};
@@ -27,12 +27,14 @@ fn uncached(store: Arc<dyn Store>, model: Arc<AccessModel>) -> AccessService {
     AccessService::new(store, Arc::new(super::cache::MemoryCache::new(0)), model)
 }
 
-/// The claims of one user, with provenance, as indented JSON.
+/// The claims of one user, with provenance: as indented JSON when `json`, otherwise as text
+/// for a person at a terminal.
 pub async fn explain(
     store: Arc<dyn Store>,
     model: Arc<AccessModel>,
     conn: &ConnectionId,
     user: &str,
+    json: bool,
 ) -> Result<String, AdminError> {
     let service = uncached(store, model.clone());
     let mut id = None;
@@ -53,7 +55,121 @@ pub async fn explain(
     let id = id.ok_or_else(no_such)?;
     let facts = service.facts(conn, &id).await?.ok_or_else(no_such)?;
     let claims = resolve(&model, &facts);
-    Ok(serde_json::to_string_pretty(&claims)?)
+    if json {
+        Ok(serde_json::to_string_pretty(&claims)?)
+    } else {
+        Ok(explain_text(&claims, &model))
+    }
+}
+
+fn source_text(s: &Source) -> String {
+    match s {
+        Source::ScimGroup { rule, group } => {
+            let via = group
+                .via
+                .as_deref()
+                .map(|v| format!(", through nested group {v}"))
+                .unwrap_or_default();
+            format!(
+                "rule {rule:?}: member of group {:?} ({}{via})",
+                group.display_name, group.id
+            )
+        }
+        Source::TokenGroup { rule, value } => format!("rule {rule:?}: login-token group {value:?}"),
+        Source::Attribute { rule, path, value } => format!("rule {rule:?}: {path} = {value:?}"),
+        Source::NoMatchDefault => "no rule matched: the connection's default".to_owned(),
+    }
+}
+
+fn granted_by_text(g: &[GrantedBy]) -> String {
+    g.iter()
+        .map(|b| format!("{} ({})", b.user_group, b.level.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The claims and why each grant is there, as indented text.
+fn explain_text(c: &Claims, model: &AccessModel) -> String {
+    let mut out = String::new();
+    let state = if c.active {
+        "active"
+    } else {
+        "DEACTIVATED: no access"
+    };
+    let _ = writeln!(
+        out,
+        "{} ({}) in connection {}: {state}",
+        c.user_name, c.sub, c.connection
+    );
+    let _ = writeln!(out, "access model {}", c.config_version);
+    let empty = Provenance::default();
+    let why = c.provenance.as_ref().unwrap_or(&empty);
+    let _ = writeln!(out, "\nroles ({}):", c.roles.len());
+    for r in &c.roles {
+        let _ = writeln!(out, "  {} {:?} [{}]", r.key, r.name, r.id);
+        for s in why.roles.get(&r.key).into_iter().flatten() {
+            let _ = writeln!(out, "    <- {}", source_text(s));
+        }
+    }
+    let _ = writeln!(out, "\nuser groups ({}):", c.user_groups.len());
+    for g in &c.user_groups {
+        let _ = writeln!(out, "  {} {:?} [{}]", g.key, g.name, g.id);
+        for s in why.user_groups.get(&g.key).into_iter().flatten() {
+            let _ = writeln!(out, "    <- {}", source_text(s));
+        }
+    }
+    let _ = writeln!(out, "\npermissions ({}):", c.permissions.len());
+    for p in &c.permissions {
+        let name = model.permission(p).map_or("", |perm| perm.name.as_str());
+        let roles: Vec<&str> = why
+            .permissions
+            .get(p)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        let _ = writeln!(out, "  {p:<40} {name:<36} <- {}", roles.join(", "));
+    }
+    let _ = writeln!(out, "\naccess:");
+    for (code, level) in &c.access.languages {
+        let by = why
+            .languages
+            .get(code)
+            .map(|g| granted_by_text(g))
+            .unwrap_or_default();
+        let _ = writeln!(out, "  language {code}: {} <- {by}", level.as_str());
+    }
+    for (dim, segs) in &c.access.segments {
+        for (seg, level) in segs {
+            let by = why
+                .segments
+                .get(dim)
+                .and_then(|m| m.get(seg))
+                .map(|g| granted_by_text(g))
+                .unwrap_or_default();
+            let _ = writeln!(out, "  segment {dim}/{seg}: {} <- {by}", level.as_str());
+        }
+    }
+    for (bu, level) in &c.access.business_units {
+        let by = why
+            .business_units
+            .get(bu)
+            .map(|g| granted_by_text(g))
+            .unwrap_or_default();
+        let _ = writeln!(out, "  business unit {bu}: {} <- {by}", level.as_str());
+    }
+    match (&c.default_dashboard, &why.default_dashboard) {
+        (Some(d), Some(from)) => {
+            let _ = writeln!(out, "\ndefault dashboard: {d} <- user group {from}");
+        }
+        (Some(d), None) => {
+            let _ = writeln!(out, "\ndefault dashboard: {d}");
+        }
+        _ => {
+            let _ = writeln!(out, "\ndefault dashboard: none");
+        }
+    }
+    out
 }
 
 /// What one grant is, for the summary.

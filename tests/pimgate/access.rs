@@ -656,6 +656,24 @@ async fn explain_and_diff_config_from_the_command_line() {
         "E1@example.com",
     ]);
     assert!(ok, "{err}");
+    assert!(out.contains("editor \"Editor\""), "{out}");
+    assert!(
+        out.contains("<- rule \"editors\": member of group \"PIM Editors\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("products.delete") && out.contains("Delete product"),
+        "{out}"
+    );
+    let (ok, out, err) = run(&[
+        "explain",
+        "--connection",
+        "default",
+        "--user",
+        "E1@example.com",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
     let explained: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(keys(&explained, "roles"), vec!["editor"]);
     assert!(
