@@ -1,11 +1,11 @@
 //! Operator tools behind `pimgate explain` and `pimgate diff-config`: the same resolution the
 //! server runs, read straight from the store (never from the cache), printed for a person.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use super::claims::{Claims, GrantedBy, Level, Provenance, Source};
+use super::claims::{AccessGrant, Claims, ClaimsDiff, GrantedBy, Level, Provenance, Source};
 use super::model::AccessModel;
 use super::resolve::resolve;
 use super::service::{AccessService, UserLookup};
@@ -172,54 +172,64 @@ fn explain_text(c: &Claims, model: &AccessModel) -> String {
     out
 }
 
-/// What one grant is, for the summary.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Grant {
-    Permission(String),
-    Role(String),
-    UserGroup(String),
-    Access(String),
+fn permission_text(key: &str, model: &AccessModel) -> String {
+    match model.permission(key) {
+        Some(p) => format!("permission {} ({key})", p.name),
+        None => format!("permission {key}"),
+    }
 }
 
-fn grants(c: &Claims, model: &AccessModel) -> BTreeSet<Grant> {
-    let mut out = BTreeSet::new();
-    for p in &c.permissions {
-        let name = model
-            .permission(p)
-            .map_or_else(|| p.clone(), |perm| format!("{} ({p})", perm.name));
-        out.insert(Grant::Permission(name));
-    }
-    for r in &c.roles {
-        out.insert(Grant::Role(format!("{} ({})", r.name, r.key)));
-    }
-    for g in &c.user_groups {
-        out.insert(Grant::UserGroup(format!("{} ({})", g.name, g.key)));
-    }
+fn access_text(g: &AccessGrant) -> String {
     let level = |l: &Level| match l {
         Level::Edit => "edit",
         Level::Read => "read-only",
     };
-    for (lang, l) in &c.access.languages {
-        out.insert(Grant::Access(format!("language {lang} {}", level(l))));
+    match g {
+        AccessGrant::Language { code, level: l } => format!("language {code} {}", level(l)),
+        AccessGrant::Segment {
+            dimension,
+            segment,
+            level: l,
+        } => format!("segment {dimension}/{segment} {}", level(l)),
+        AccessGrant::BusinessUnit { id, level: l } => format!("business unit {id} {}", level(l)),
     }
-    for (dim, segs) in &c.access.segments {
-        for (seg, l) in segs {
-            out.insert(Grant::Access(format!("segment {dim}/{seg} {}", level(l))));
-        }
-    }
-    for (bu, l) in &c.access.business_units {
-        out.insert(Grant::Access(format!("business unit {bu} {}", level(l))));
-    }
-    out
 }
 
-fn describe(g: &Grant) -> String {
-    match g {
-        Grant::Permission(p) => format!("permission {p}"),
-        Grant::Role(r) => format!("role {r}"),
-        Grant::UserGroup(u) => format!("user group {u}"),
-        Grant::Access(a) => a.clone(),
+/// A [`ClaimsDiff`] as (added, removed) lines; permission names come from the model that
+/// grants (or granted) them.
+fn diff_lines(
+    d: &ClaimsDiff,
+    current: &AccessModel,
+    candidate: &AccessModel,
+) -> (Vec<String>, Vec<String>) {
+    let named = |what: &str, r: &super::claims::NamedRef| format!("{what} {} ({})", r.name, r.key);
+    let mut plus: Vec<String> = d
+        .permissions
+        .added
+        .iter()
+        .map(|p| permission_text(p, candidate))
+        .collect();
+    let mut minus: Vec<String> = d
+        .permissions
+        .removed
+        .iter()
+        .map(|p| permission_text(p, current))
+        .collect();
+    plus.extend(d.roles.added.iter().map(|r| named("role", r)));
+    minus.extend(d.roles.removed.iter().map(|r| named("role", r)));
+    plus.extend(d.user_groups.added.iter().map(|g| named("user group", g)));
+    minus.extend(d.user_groups.removed.iter().map(|g| named("user group", g)));
+    plus.extend(d.access.added.iter().map(access_text));
+    minus.extend(d.access.removed.iter().map(access_text));
+    if let Some(change) = &d.default_dashboard {
+        if let Some(to) = &change.to {
+            plus.push(format!("default dashboard {to}"));
+        }
+        if let Some(from) = &change.from {
+            minus.push(format!("default dashboard {from}"));
+        }
     }
+    (plus, minus)
 }
 
 /// Resolves every user of these connections under the current and the candidate model and
@@ -233,8 +243,8 @@ pub async fn diff_config(
 ) -> Result<String, AdminError> {
     let service = uncached(store.clone(), current.clone());
     let mut out = String::new();
-    let mut added: BTreeMap<Grant, usize> = BTreeMap::new();
-    let mut removed: BTreeMap<Grant, usize> = BTreeMap::new();
+    let mut added: BTreeMap<String, usize> = BTreeMap::new();
+    let mut removed: BTreeMap<String, usize> = BTreeMap::new();
     let (mut users, mut changed) = (0usize, 0usize);
     for conn in connections {
         let mut after: Option<String> = None;
@@ -248,22 +258,20 @@ pub async fn diff_config(
                     continue;
                 };
                 users += 1;
-                let old = grants(&resolve(&current, &facts), &current);
-                let new = grants(&resolve(&candidate, &facts), &candidate);
-                let plus: Vec<&Grant> = new.difference(&old).collect();
-                let minus: Vec<&Grant> = old.difference(&new).collect();
-                if plus.is_empty() && minus.is_empty() {
+                let diff = resolve(&current, &facts).diff(&resolve(&candidate, &facts));
+                if diff.is_empty() {
                     continue;
                 }
                 changed += 1;
+                let (plus, minus) = diff_lines(&diff, &current, &candidate);
                 let _ = writeln!(out, "{conn}/{} ({id}):", facts.user_name);
-                for g in &plus {
-                    let _ = writeln!(out, "  + {}", describe(g));
-                    *added.entry((*g).clone()).or_default() += 1;
+                for g in plus {
+                    let _ = writeln!(out, "  + {g}");
+                    *added.entry(g).or_default() += 1;
                 }
-                for g in &minus {
-                    let _ = writeln!(out, "  - {}", describe(g));
-                    *removed.entry((*g).clone()).or_default() += 1;
+                for g in minus {
+                    let _ = writeln!(out, "  - {g}");
+                    *removed.entry(g).or_default() += 1;
                 }
             }
             after = Some(last);
@@ -278,16 +286,14 @@ pub async fn diff_config(
     for (g, n) in &removed {
         let _ = writeln!(
             out,
-            "removes {} from {n} user{}",
-            describe(g),
+            "removes {g} from {n} user{}",
             if *n == 1 { "" } else { "s" }
         );
     }
     for (g, n) in &added {
         let _ = writeln!(
             out,
-            "adds {} to {n} user{}",
-            describe(g),
+            "adds {g} to {n} user{}",
             if *n == 1 { "" } else { "s" }
         );
     }
