@@ -516,6 +516,8 @@ macro_rules! both {
 pub(crate) const ERROR_URN: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 pub(crate) const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub(crate) const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+pub(crate) const ENTERPRISE_URN: &str =
+    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 pub(crate) const PATCH_URN: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
 /// Asserts an RFC 7644 §3.12 error: the HTTP status is `code`, the body's `schemas` is

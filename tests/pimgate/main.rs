@@ -12,6 +12,7 @@ mod helpers;
 
 mod access;
 mod cli;
+mod contracts;
 mod errors;
 mod idp;
 mod ops;
