@@ -14,8 +14,9 @@
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use pimgate::access::cache::{ClaimsCache, Lookup, MemoryCache, RedisCache};
-use pimgate::directory::ConnectionId;
+use pimgate::access::cache::{ClaimsCache, Lookup, MemoryCache, RedisCache, RedisCacheOptions};
+use pimgate::connections::ConnectionId;
+use pimgate::redis::{Redis, RedisOptions};
 
 fn redis_url() -> String {
     std::env::var("PIMGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -67,7 +68,10 @@ fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let url = redis_url();
     let prefix = format!("pimgate-bench-{}", uuid::Uuid::new_v4().simple());
-    let redis = rt.block_on(RedisCache::connect(&url, &prefix)).unwrap();
+    let shared = rt
+        .block_on(Redis::connect(&url, &prefix, RedisOptions::default()))
+        .unwrap();
+    let redis = RedisCache::new(shared, RedisCacheOptions::default());
     assert!(redis.is_healthy(), "Redis at {url} does not answer");
     let memory = MemoryCache::new(100_000);
     let conn = ConnectionId::parse("bench").unwrap();

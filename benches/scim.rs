@@ -14,14 +14,11 @@
     reason = "test and benchmark code fails loudly at the line that broke"
 )]
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use pimgate::clock::SystemClock;
 use pimgate::config::{self, Settings};
-use pimgate::scim::schema::Catalogue;
 use secrecy::SecretString;
 use serde_json::json;
 
@@ -57,7 +54,7 @@ struct Bench {
     schema: String,
     prefix: String,
     state: pimgate::AppState,
-    _rt_guard: tokio::task::JoinHandle<()>,
+    _running: pimgate::Running,
 }
 
 fn admin_url() -> String {
@@ -98,8 +95,7 @@ async fn setup() -> Bench {
         },
     );
     let v = config::validate(settings).unwrap();
-    let catalogue = Arc::new(Catalogue::load().unwrap());
-    let store = pimgate::open_store(&v, catalogue.clone()).await.unwrap();
+    pimgate::app::migrate(&v).await.unwrap();
 
     // Seed with SQL: the same rows the SCIM API writes, in bulk.
     exec(&mut conn, format!(
@@ -127,18 +123,12 @@ async fn setup() -> Bench {
     exec(&mut conn, format!("ANALYZE {schema}.users")).await;
     exec(&mut conn, format!("ANALYZE {schema}.group_members")).await;
 
-    let state = pimgate::build_state(&v, Arc::new(store), Arc::new(SystemClock), catalogue)
-        .await
-        .unwrap();
     let listener = tokio::net::TcpListener::bind(v.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let opts = pimgate::serve_options(&v);
-    let run_state = state.clone();
-    let handle = tokio::spawn(async move {
-        pimgate::run(run_state, opts, listener, std::future::pending())
-            .await
-            .unwrap();
-    });
+    let running = pimgate::start(v, listener, std::future::pending())
+        .await
+        .unwrap();
+    let state = running.state().clone();
     Bench {
         base: format!("http://{addr}/scim/default/v2"),
         client: reqwest::Client::new(),
@@ -146,7 +136,7 @@ async fn setup() -> Bench {
         schema,
         prefix,
         state,
-        _rt_guard: handle,
+        _running: running,
     }
 }
 
@@ -267,7 +257,7 @@ fn benches(c: &mut Criterion) {
             let _ = resp.bytes().await.unwrap();
         });
     });
-    let conn = pimgate::directory::ConnectionId::parse("default").unwrap();
+    let conn = pimgate::connections::ConnectionId::parse("default").unwrap();
     g.bench_function("claims_read_miss", |bench| {
         bench.to_async(&rt).iter_custom(|iters| {
             let (b, conn, url) = (&b, conn.clone(), claims_url.clone());
@@ -275,7 +265,9 @@ fn benches(c: &mut Criterion) {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     b.state
-                        .events
+                        .scim
+                        .directory()
+                        .events()
                         .publish(pimgate::directory::events::DirectoryEvent {
                             connection: conn.clone(),
                             change: pimgate::directory::events::Change::UserUpdated,

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use pimgate::clock::SystemClock;
+use pimgate::clock::{Clock, SystemClock};
 use pimgate::config::{self, LogFormat, ProcessEnv, Validated};
-use pimgate::directory::{ConnectionId, Store, TokenRow};
-use pimgate::scim::schema::Catalogue;
+use pimgate::connections::ConnectionId;
+use pimgate::directory::{CredentialStore, Stores, TokenRow};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -28,7 +28,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server (applies migrations first).
+    /// Run the server (applies migrations first; SIGHUP reloads the access model).
     Serve,
     /// Validate a config file (and the environment); exit non-zero naming the bad key.
     CheckConfig {
@@ -133,8 +133,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let source = ConfigSource { path, explicit };
-    match runtime.block_on(dispatch(cli.command, validated, source)) {
+    match runtime.block_on(dispatch(cli.command, validated)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -155,26 +154,24 @@ fn init_tracing(v: &Validated) {
     }
 }
 
-/// Where the running config came from, for reloads.
-#[derive(Clone)]
-struct ConfigSource {
-    path: PathBuf,
-    explicit: bool,
-}
-
-async fn dispatch(command: Command, v: Validated, source: ConfigSource) -> anyhow::Result<()> {
-    let catalogue = Arc::new(Catalogue::load()?);
-    let store = pimgate::open_store(&v, catalogue.clone()).await?;
+async fn dispatch(command: Command, v: Validated) -> anyhow::Result<()> {
     match command {
-        Command::Serve => serve(v, store, catalogue, source).await,
+        Command::Serve => serve(v).await,
+        Command::Migrate => {
+            pimgate::app::migrate(&v).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::CheckConfig { .. } => Ok(()),
         Command::Explain {
             connection: name,
             user,
             json,
         } => {
             let conn = connection(&v, &name)?;
+            let store = pimgate::app::open_store(&v).await?;
             let out = pimgate::access::admin::explain(
-                Arc::new(store),
+                &Stores::of(Arc::new(store)),
                 v.access.clone(),
                 &conn,
                 &user,
@@ -187,9 +184,10 @@ async fn dispatch(command: Command, v: Validated, source: ConfigSource) -> anyho
         Command::DiffConfig { new } => {
             let candidate = config::load(&new, true, &ProcessEnv)
                 .map_err(|e| anyhow::anyhow!("the candidate config is not valid: {e}"))?;
-            let conns: Vec<ConnectionId> = v.connections.iter().map(|c| c.id.clone()).collect();
+            let conns: Vec<ConnectionId> = v.connections.ids().cloned().collect();
+            let store = pimgate::app::open_store(&v).await?;
             let report = pimgate::access::admin::diff_config(
-                Arc::new(store),
+                &Stores::of(Arc::new(store)),
                 v.access.clone(),
                 candidate.access.clone(),
                 &conns,
@@ -198,18 +196,16 @@ async fn dispatch(command: Command, v: Validated, source: ConfigSource) -> anyho
             print!("{report}");
             Ok(())
         }
-        Command::Migrate => {
-            println!("migrations applied");
-            Ok(())
+        Command::Token { action } => {
+            let store = pimgate::app::open_store(&v).await?;
+            token_command(&v, &store, action).await
         }
-        Command::CheckConfig { .. } => Ok(()),
-        Command::Token { action } => token_command(&v, &store, action).await,
     }
 }
 
 fn connection(v: &Validated, name: &str) -> anyhow::Result<ConnectionId> {
     let id = ConnectionId::parse(name)?;
-    if !v.connections.iter().any(|c| c.id == id) {
+    if !v.connections.contains(&id) {
         anyhow::bail!(
             "connection {name:?} is not configured: add [connections.{name}] to the config file"
         );
@@ -219,10 +215,9 @@ fn connection(v: &Validated, name: &str) -> anyhow::Result<ConnectionId> {
 
 async fn token_command(
     v: &Validated,
-    store: &pimgate::directory::sql::SqlStore,
+    store: &dyn CredentialStore,
     action: TokenAction,
 ) -> anyhow::Result<()> {
-    use pimgate::clock::Clock;
     match action {
         TokenAction::Create {
             connection: name,
@@ -265,12 +260,7 @@ async fn token_command(
     Ok(())
 }
 
-async fn serve(
-    v: Validated,
-    store: pimgate::directory::sql::SqlStore,
-    catalogue: Arc<Catalogue>,
-    source: ConfigSource,
-) -> anyhow::Result<()> {
+async fn serve(v: Validated) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(v.listen).await.map_err(|e| {
         anyhow::anyhow!(
             "cannot listen on {} (server.listen / PIMGATE_LISTEN): {e}",
@@ -283,7 +273,7 @@ async fn serve(
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
     println!("listening on http://{addr}");
-    for c in &v.connections {
+    for c in v.connections.iter() {
         println!(
             "SCIM base URL for connection {:?}: {base}/scim/{}/v2",
             c.id.as_str(),
@@ -292,8 +282,8 @@ async fn serve(
     }
     let default_has_token = v
         .connections
-        .iter()
-        .any(|c| c.id.as_str() == config::DEFAULT_CONNECTION && !c.token_hashes.is_empty());
+        .find(config::DEFAULT_CONNECTION)
+        .is_some_and(|c| !c.scim_token_hashes.is_empty());
     if !default_has_token {
         println!(
             "Get a bearer token for it: `pimgate token create --connection default` \
@@ -301,67 +291,10 @@ async fn serve(
              or start with PIMGATE_SCIM_TOKEN set."
         );
     }
-    tracing::info!(%addr, backend = ?store.backend(), "pimgate serving");
-    let shared = store.clone();
-    let state = pimgate::build_state(&v, Arc::new(store), Arc::new(SystemClock), catalogue).await?;
-    tracing::info!(
-        cache = state.access.cache_kind(),
-        access_model = state.access.model().version(),
-        "claims cache ready"
-    );
-    tokio::spawn(reload_on_sighup(state.clone(), source));
-    pimgate::run(
-        state,
-        pimgate::serve_options(&v),
-        listener,
-        shutdown_signal(),
-    )
-    .await?;
-    shared.close().await;
+    tracing::info!(%addr, "pimgate serving");
+    pimgate::run(v, listener, shutdown_signal()).await?;
     tracing::info!("pimgate stopped");
     Ok(())
-}
-
-/// On SIGHUP, re-reads the config file and puts a new access model in force atomically. A
-/// config that does not validate is refused with a message naming the key; the old one stays.
-/// (Only the access model is reloaded; other settings take a restart.)
-async fn reload_on_sighup(state: pimgate::AppState, source: ConfigSource) {
-    #[cfg(unix)]
-    {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            tracing::warn!("cannot listen for SIGHUP; config reload is unavailable");
-            return;
-        };
-        while hup.recv().await.is_some() {
-            match config::load(&source.path, source.explicit, &ProcessEnv) {
-                Ok(new) => {
-                    let old = state.access.model();
-                    if old.version() == new.access.version() {
-                        tracing::info!(
-                            version = old.version(),
-                            "config reloaded: access model unchanged"
-                        );
-                    } else {
-                        state.access.reload(new.access.clone()).await;
-                        tracing::info!(
-                            from = old.version(),
-                            to = new.access.version(),
-                            "config reloaded: new access model in force, cached claims invalidated"
-                        );
-                    }
-                }
-                Err(e) => tracing::error!(
-                    error = %e,
-                    "config reload refused; the previous config stays in force"
-                ),
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (state, source);
-    }
 }
 
 /// Resolves on SIGTERM (Kubernetes) or Ctrl-C.

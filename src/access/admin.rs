@@ -9,7 +9,8 @@ use super::claims::{AccessGrant, Claims, ClaimsDiff, GrantedBy, Level, Provenanc
 use super::model::AccessModel;
 use super::resolve::resolve;
 use super::service::{AccessService, UserLookup};
-use crate::directory::{ConnectionId, DirectoryError, Store};
+use crate::connections::{ConnectionId, Registry};
+use crate::directory::{DirectoryError, Stores};
 
 /// Errors of the operator tools.
 #[derive(Debug, thiserror::Error)]
@@ -23,20 +24,25 @@ pub enum AdminError {
 }
 
 /// A cache that never holds anything: the tools always resolve from the store.
-fn uncached(store: Arc<dyn Store>, model: Arc<AccessModel>) -> AccessService {
-    AccessService::new(store, Arc::new(super::cache::MemoryCache::new(0)), model)
+fn uncached(stores: &Stores, model: Arc<AccessModel>) -> AccessService {
+    AccessService::new(
+        stores,
+        Arc::new(super::cache::MemoryCache::new(0)),
+        model,
+        Arc::new(Registry::default()),
+    )
 }
 
 /// The claims of one user, with provenance: as indented JSON when `json`, otherwise as text
 /// for a person at a terminal.
 pub async fn explain(
-    store: Arc<dyn Store>,
+    stores: &Stores,
     model: Arc<AccessModel>,
     conn: &ConnectionId,
     user: &str,
     json: bool,
 ) -> Result<String, AdminError> {
-    let service = uncached(store, model.clone());
+    let service = uncached(stores, model.clone());
     let mut id = None;
     for lookup in [
         UserLookup::Id(user.to_owned()),
@@ -236,12 +242,12 @@ fn diff_lines(
 /// reports, per user, what the candidate adds and removes, then totals per grant ("removes
 /// permission Delete product (products.delete) from 37 users").
 pub async fn diff_config(
-    store: Arc<dyn Store>,
+    stores: &Stores,
     current: Arc<AccessModel>,
     candidate: Arc<AccessModel>,
     connections: &[ConnectionId],
 ) -> Result<String, AdminError> {
-    let service = uncached(store.clone(), current.clone());
+    let service = uncached(stores, current.clone());
     let mut out = String::new();
     let mut added: BTreeMap<String, usize> = BTreeMap::new();
     let mut removed: BTreeMap<String, usize> = BTreeMap::new();
@@ -249,7 +255,10 @@ pub async fn diff_config(
     for conn in connections {
         let mut after: Option<String> = None;
         loop {
-            let ids = store.user_ids_after(conn, after.as_deref(), 500).await?;
+            let ids = stores
+                .users
+                .user_ids_after(conn, after.as_deref(), 500)
+                .await?;
             let Some(last) = ids.last().cloned() else {
                 break;
             };

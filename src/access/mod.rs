@@ -9,7 +9,8 @@
 //! - [`claims`]: the claims contract served to the PIM, with provenance.
 //! - [`resolve`]: pure resolution of [`UserFacts`] into claims.
 //! - [`cache`]: resolved claims cached in Redis or in process, with per-user epochs.
-//! - [`service`], [`routes`]: reading claims for the PIM and operators.
+//! - [`service`], [`routes`]: reading claims for the PIM and operators; [`admin`]: the
+//!   `explain` and `diff-config` commands.
 
 pub mod admin;
 pub mod cache;
@@ -22,19 +23,10 @@ pub mod service;
 
 use serde_json::{Map, Value};
 
-use crate::directory::ConnectionId;
+use crate::connections::ConnectionId;
+pub use crate::directory::IdpGroup;
 
-/// One IdP group a user belongs to, as the directory knows it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct IdpGroup {
-    /// pimgate's id of the group (the SCIM `id`).
-    pub id: String,
-    /// The IdP's own id of the group (Entra: the group object id).
-    pub external_id: Option<String>,
-    pub display_name: String,
-    /// Set when the membership is indirect: the id of the nested group the user is in.
-    pub via: Option<String>,
-}
+pub use service::AccessService;
 
 /// Everything resolution needs to know about one user: the input of [`resolve::resolve`].
 #[derive(Debug, Clone, PartialEq)]

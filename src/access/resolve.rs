@@ -249,7 +249,7 @@ mod tests {
     use super::*;
     use crate::access::claims::Level;
     use crate::access::model::{AccessConfig, validate};
-    use crate::directory::ConnectionId;
+    use crate::connections::ConnectionId;
     use serde_json::{Map, Value, json};
 
     /// Table rows: what, the user's groups, expected role keys, expected user-group keys.
@@ -892,12 +892,14 @@ roles = ["editor"]
 
     /// The user of `docs/claims.md`, resolved under the shipped `config/pimgate.toml`.
     fn documented_example() -> Claims {
-        let settings = crate::config::parse(
-            include_str!("../../config/pimgate.toml"),
-            "config/pimgate.toml",
-        )
-        .unwrap();
-        let v = crate::config::validate(settings).unwrap();
+        // The shipped file's `[access]` section, against its connections (and `default`).
+        let file: toml::Table = toml::from_str(include_str!("../../config/pimgate.toml")).unwrap();
+        let access: AccessConfig = file["access"].clone().try_into().unwrap();
+        let mut connections = vec![ConnectionId::parse("default").unwrap()];
+        if let Some(named) = file.get("connections").and_then(toml::Value::as_table) {
+            connections.extend(named.keys().map(|k| ConnectionId::parse(k).unwrap()));
+        }
+        let model = validate(&access, &connections).unwrap();
         let f = UserFacts {
             connection: ConnectionId::parse("default").unwrap(),
             user_id: "2b9f4c1e-6a7d-4e8f-9b0a-1c2d3e4f5a6b".into(),
@@ -926,7 +928,7 @@ roles = ["editor"]
             ],
             token_groups: None,
         };
-        resolve(&v.access, &f)
+        resolve(&model, &f)
     }
 
     /// The JSON block after `<!-- example: NAME -->` in `docs/claims.md`.

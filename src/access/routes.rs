@@ -6,8 +6,13 @@
 //! - `GET /access/v1/connections/{connection}/claims?userName=…|externalId=…[&explain=true]`
 //!
 //! Answers carry `X-Claims-Cache: hit|miss` and `Cache-Control: no-store`.
+//!
+//! The router works in any application state that holds an [`AccessService`] and the
+//! [`AccessApiKeys`] (`FromRef`).
 
-use axum::extract::{FromRequestParts, Path, Query, State};
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -17,12 +22,33 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::service::{ClaimsRead, UserLookup};
-use crate::app::AppState;
-use crate::directory::{ConnectionId, DirectoryError};
+use super::service::{AccessService, ClaimsRead, UserLookup};
+use crate::connections::ConnectionId;
+use crate::directory::DirectoryError;
 use crate::token;
 
-pub fn router() -> Router<AppState> {
+/// The access API's service credentials: SHA-256 hashes, never the secrets.
+#[derive(Clone, Default)]
+pub struct AccessApiKeys(Arc<Vec<[u8; 32]>>);
+
+impl AccessApiKeys {
+    pub fn new(hashes: Vec<[u8; 32]>) -> Self {
+        Self(Arc::new(hashes))
+    }
+}
+
+impl std::fmt::Debug for AccessApiKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AccessApiKeys({} keys)", self.0.len())
+    }
+}
+
+pub fn router<S>() -> Router<S>
+where
+    AccessService: FromRef<S>,
+    AccessApiKeys: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     Router::new()
         .route(
             "/access/v1/connections/{connection}/users/{id}/claims",
@@ -83,13 +109,14 @@ impl IntoResponse for AccessApiError {
 /// A caller holding an access API credential.
 pub struct AccessCaller;
 
-impl FromRequestParts<AppState> for AccessCaller {
+impl<S> FromRequestParts<S> for AccessCaller
+where
+    AccessApiKeys: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = AccessApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let presented = token::bearer(&parts.headers);
         let Some(presented) = presented else {
             return Err(AccessApiError::new(
@@ -98,10 +125,8 @@ impl FromRequestParts<AppState> for AccessCaller {
                 "send Authorization: Bearer <access API token>",
             ));
         };
-        if token::matches_any(
-            &token::hash(presented.expose_secret()),
-            &state.access_api_tokens,
-        ) {
+        let keys = AccessApiKeys::from_ref(state);
+        if token::matches_any(&token::hash(presented.expose_secret()), &keys.0) {
             Ok(AccessCaller)
         } else {
             Err(AccessApiError::new(
@@ -134,17 +159,14 @@ impl ClaimsQuery {
     }
 }
 
-fn connection(state: &AppState, raw: &str) -> Result<ConnectionId, AccessApiError> {
-    ConnectionId::parse(raw)
-        .ok()
-        .filter(|c| state.scim.connections.iter().any(|k| &k.id == c))
-        .ok_or_else(|| {
-            AccessApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no connection {raw:?}"),
-            )
-        })
+fn connection(access: &AccessService, raw: &str) -> Result<ConnectionId, AccessApiError> {
+    access.connection(raw).ok_or_else(|| {
+        AccessApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no connection {raw:?}"),
+        )
+    })
 }
 
 fn respond(read: ClaimsRead) -> Response {
@@ -159,13 +181,12 @@ fn respond(read: ClaimsRead) -> Response {
 }
 
 async fn read(
-    state: &AppState,
+    access: &AccessService,
     conn: &ConnectionId,
     id: &str,
     explain: bool,
 ) -> Result<Response, AccessApiError> {
-    state
-        .access
+    access
         .claims(conn, id, explain)
         .await?
         .map(respond)
@@ -173,22 +194,22 @@ async fn read(
 }
 
 async fn claims_by_id(
-    State(state): State<AppState>,
+    State(access): State<AccessService>,
     _caller: AccessCaller,
     Path((conn, id)): Path<(String, String)>,
     Query(q): Query<ClaimsQuery>,
 ) -> Result<Response, AccessApiError> {
-    let conn = connection(&state, &conn)?;
-    read(&state, &conn, &id, q.explain()).await
+    let conn = connection(&access, &conn)?;
+    read(&access, &conn, &id, q.explain()).await
 }
 
 async fn claims_lookup(
-    State(state): State<AppState>,
+    State(access): State<AccessService>,
     _caller: AccessCaller,
     Path(conn): Path<String>,
     Query(q): Query<ClaimsQuery>,
 ) -> Result<Response, AccessApiError> {
-    let conn = connection(&state, &conn)?;
+    let conn = connection(&access, &conn)?;
     let lookup = match (&q.id, &q.user_name, &q.external_id) {
         (Some(id), None, None) => UserLookup::Id(id.clone()),
         (None, Some(u), None) => UserLookup::UserName(u.clone()),
@@ -201,10 +222,9 @@ async fn claims_lookup(
             ));
         }
     };
-    let id = state
-        .access
+    let id = access
         .find_user(&conn, &lookup)
         .await?
         .ok_or_else(|| AccessApiError::new(StatusCode::NOT_FOUND, "not_found", "no such user"))?;
-    read(&state, &conn, &id, q.explain()).await
+    read(&access, &conn, &id, q.explain()).await
 }

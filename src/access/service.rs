@@ -9,13 +9,16 @@
 
 use std::sync::{Arc, RwLock};
 
+use scim_v2::filter::{AttrExp, AttrPath, CompValue, CompareOp, Filter};
+
 use super::cache::{ClaimsCache, Lookup};
 use super::claims::Claims;
 use super::model::AccessModel;
 use super::resolve::resolve;
 use super::{IdpGroup, UserFacts};
+use crate::connections::{ConnectionId, Registry};
 use crate::directory::events::{Change, ChangeListener, DirectoryEvent};
-use crate::directory::{ConnectionId, DirectoryError, ListSpec, Store};
+use crate::directory::{DirectoryError, GroupStore, ListSpec, Stores, UserStore};
 
 /// How a user is named in a claims request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,37 +51,54 @@ pub struct ClaimsRead {
     pub cache: CacheOutcome,
 }
 
-/// Reads and invalidates claims.
+/// Reads and invalidates claims (a cheap handle).
+#[derive(Clone)]
 pub struct AccessService {
-    store: Arc<dyn Store>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    users: Arc<dyn UserStore>,
+    groups: Arc<dyn GroupStore>,
     cache: Arc<dyn ClaimsCache>,
     model: RwLock<Arc<AccessModel>>,
+    registry: Arc<Registry>,
 }
 
 impl std::fmt::Debug for AccessService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AccessService")
-            .field("cache", &self.cache.kind())
+            .field("cache", &self.inner.cache.kind())
             .finish_non_exhaustive()
     }
 }
 
 impl AccessService {
     pub fn new(
-        store: Arc<dyn Store>,
+        stores: &Stores,
         cache: Arc<dyn ClaimsCache>,
         model: Arc<AccessModel>,
+        registry: Arc<Registry>,
     ) -> Self {
         Self {
-            store,
-            cache,
-            model: RwLock::new(model),
+            inner: Arc::new(Inner {
+                users: stores.users.clone(),
+                groups: stores.groups.clone(),
+                cache,
+                model: RwLock::new(model),
+                registry,
+            }),
         }
+    }
+
+    /// The configured connection with this name as written in a URL, if any.
+    pub fn connection(&self, raw: &str) -> Option<ConnectionId> {
+        self.inner.registry.find(raw).map(|c| c.id.clone())
     }
 
     /// The access model in force.
     pub fn model(&self) -> Arc<AccessModel> {
-        match self.model.read() {
+        match self.inner.model.read() {
             Ok(m) => m.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
@@ -87,15 +107,15 @@ impl AccessService {
     /// Puts a new (already validated) model in force, atomically, and invalidates every
     /// cached claim.
     pub async fn reload(&self, model: Arc<AccessModel>) {
-        match self.model.write() {
+        match self.inner.model.write() {
             Ok(mut m) => *m = model,
             Err(poisoned) => *poisoned.into_inner() = model,
         }
-        self.cache.invalidate_all().await;
+        self.inner.cache.invalidate_all().await;
     }
 
     pub fn cache_kind(&self) -> &'static str {
-        self.cache.kind()
+        self.inner.cache.kind()
     }
 
     /// Finds a user's id.
@@ -106,28 +126,20 @@ impl AccessService {
     ) -> Result<Option<String>, DirectoryError> {
         let (attr, value) = match lookup {
             UserLookup::Id(id) => {
-                return Ok(self.store.get_user(conn, id).await?.map(|u| u.id));
+                return Ok(self.inner.users.get_user(conn, id).await?.map(|u| u.id));
             }
             UserLookup::UserName(v) => ("userName", v),
             UserLookup::ExternalId(v) => ("externalId", v),
         };
-        let filter = scim_v2::filter::Filter::Attr(scim_v2::filter::AttrExp::Comparison(
-            scim_v2::filter::AttrPath::with_name(attr),
-            scim_v2::filter::CompareOp::Eq,
-            scim_v2::filter::CompValue::Str(value.clone()),
+        let filter = Filter::Attr(AttrExp::Comparison(
+            AttrPath::with_name(attr),
+            CompareOp::Eq,
+            CompValue::Str(value.clone()),
         ));
         let page = self
-            .store
-            .list_users(
-                conn,
-                &ListSpec {
-                    filter: Some(filter),
-                    sort_by: None,
-                    descending: false,
-                    start_index: 1,
-                    count: 2,
-                },
-            )
+            .inner
+            .users
+            .list_users(conn, &ListSpec::filtered(filter, 2))
             .await?;
         // externalId is not unique: an ambiguous lookup names nobody.
         Ok(if page.items.len() == 1 {
@@ -143,10 +155,10 @@ impl AccessService {
         conn: &ConnectionId,
         user_id: &str,
     ) -> Result<Option<UserFacts>, DirectoryError> {
-        let Some(user) = self.store.get_user(conn, user_id).await? else {
+        let Some(user) = self.inner.users.get_user(conn, user_id).await? else {
             return Ok(None);
         };
-        let groups: Vec<IdpGroup> = self.store.user_access_groups(conn, user_id).await?;
+        let groups: Vec<IdpGroup> = self.inner.groups.user_access_groups(conn, user_id).await?;
         Ok(Some(UserFacts {
             connection: conn.clone(),
             user_id: user.id.clone(),
@@ -168,7 +180,7 @@ impl AccessService {
     ) -> Result<Option<ClaimsRead>, DirectoryError> {
         let model = self.model();
         let version = model.version().to_owned();
-        let epoch = match self.cache.get(conn, user_id, &version).await {
+        let epoch = match self.inner.cache.get(conn, user_id, &version).await {
             Lookup::Hit(json) => match serde_json::from_str::<Claims>(&json) {
                 Ok(claims) => {
                     return Ok(Some(ClaimsRead {
@@ -189,7 +201,12 @@ impl AccessService {
         let claims = resolve(&model, &facts);
         if let Some(epoch) = epoch {
             match serde_json::to_string(&claims) {
-                Ok(json) => self.cache.put(conn, user_id, &version, epoch, &json).await,
+                Ok(json) => {
+                    self.inner
+                        .cache
+                        .put(conn, user_id, &version, epoch, &json)
+                        .await;
+                }
                 Err(e) => tracing::warn!(error = %e, "claims could not be cached"),
             }
         }
@@ -215,7 +232,8 @@ impl AccessService {
         };
         if !expand.is_empty() {
             users.extend(
-                self.store
+                self.inner
+                    .groups
                     .group_user_members(&event.connection, &expand)
                     .await?,
             );
@@ -238,11 +256,11 @@ impl ChangeListener for AccessService {
     async fn on_change(&self, event: &DirectoryEvent) {
         match self.affected_users(event).await {
             Ok(users) if users.is_empty() => {}
-            Ok(users) => self.cache.invalidate(&event.connection, &users).await,
+            Ok(users) => self.inner.cache.invalidate(&event.connection, &users).await,
             Err(e) => {
                 // The affected set is unknown: drop everything rather than risk stale claims.
                 tracing::error!(error = %e, "cannot expand a directory change; invalidating all claims");
-                self.cache.invalidate_all().await;
+                self.inner.cache.invalidate_all().await;
             }
         }
     }

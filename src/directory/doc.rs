@@ -1,78 +1,146 @@
-//! Canonical resource documents: the SCIM attributes of a user or group as the directory keeps
-//! them, after normalisation by `scim::resource` (canonical attribute names, typed values,
+//! Canonical resource documents: the attributes of a user or group as the directory keeps
+//! them, after normalisation by the protocol layer (canonical attribute names, typed values,
 //! no `id`, `meta`, `schemas`, `groups`, `members` or `password`).
 //!
 //! The store keeps the document as JSON and copies the attributes identity providers filter
 //! on into indexed columns; the accessors here are the single definition of those copies.
+//! One generic [`Document`] serves both kinds; each kind names the attribute it cannot do
+//! without.
+
+use std::marker::PhantomData;
 
 use serde_json::{Map, Value};
 
-use super::{DirectoryError, InvalidKind};
+use super::error::{DirectoryError, StoreFault};
+use super::model::ResourceKind;
 
 /// The URN of the enterprise User extension (RFC 7643 §4.3).
 pub const ENTERPRISE_URN: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
-/// A user's attributes. `userName` is always present and non-blank.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UserDoc(Map<String, Value>);
+/// What distinguishes the documents of one resource kind.
+pub trait Kind: Send + Sync + 'static {
+    const KIND: ResourceKind;
+    /// The attribute every document of this kind carries as a non-blank string
+    /// (`userName`, `displayName`).
+    const REQUIRED: &'static str;
+}
 
-impl UserDoc {
+/// Marker of user documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserKind {}
+
+/// Marker of group documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupKind {}
+
+impl Kind for UserKind {
+    const KIND: ResourceKind = ResourceKind::User;
+    const REQUIRED: &'static str = "userName";
+}
+
+impl Kind for GroupKind {
+    const KIND: ResourceKind = ResourceKind::Group;
+    const REQUIRED: &'static str = "displayName";
+}
+
+/// A resource's attributes; the kind's required attribute is always present and non-blank.
+pub struct Document<K: Kind> {
+    attrs: Map<String, Value>,
+    kind: PhantomData<K>,
+}
+
+/// A user's attributes.
+pub type UserDoc = Document<UserKind>;
+/// A group's own attributes (its members are rows, never part of the document).
+pub type GroupDoc = Document<GroupKind>;
+
+impl<K: Kind> Clone for Document<K> {
+    fn clone(&self) -> Self {
+        Self {
+            attrs: self.attrs.clone(),
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<K: Kind> PartialEq for Document<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.attrs == other.attrs
+    }
+}
+
+impl<K: Kind> std::fmt::Debug for Document<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple(K::KIND.as_str()).field(&self.attrs).finish()
+    }
+}
+
+impl<K: Kind> Document<K> {
     /// Wraps a normalised attribute map, checking the one invariant the store relies on.
-    pub fn new(map: Map<String, Value>) -> Result<Self, DirectoryError> {
-        match map.get("userName") {
-            Some(Value::String(s)) if !s.trim().is_empty() => Ok(Self(map)),
-            _ => Err(DirectoryError::invalid(
-                InvalidKind::InvalidValue,
-                "userName is required and must be a non-empty string",
-            )),
+    pub fn new(attrs: Map<String, Value>) -> Result<Self, DirectoryError> {
+        match attrs.get(K::REQUIRED) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(Self {
+                attrs,
+                kind: PhantomData,
+            }),
+            _ => Err(DirectoryError::InvalidValue {
+                path: K::REQUIRED.to_owned(),
+                detail: format!("{} is required and must be a non-empty string", K::REQUIRED),
+            }),
         }
     }
 
     /// Reads back a stored document.
     pub fn from_stored(raw: &str) -> Result<Self, DirectoryError> {
+        let what = K::KIND.as_str();
+        let corrupt = |detail: String| DirectoryError::Internal(StoreFault::Corrupt(detail));
         match serde_json::from_str::<Value>(raw) {
-            Ok(Value::Object(map)) => {
-                Self::new(map).map_err(|e| DirectoryError::Corrupt(e.to_string()))
-            }
-            Ok(_) => Err(DirectoryError::Corrupt(
-                "user document is not an object".into(),
-            )),
-            Err(e) => Err(DirectoryError::Corrupt(format!("user document: {e}"))),
+            Ok(Value::Object(map)) => Self::new(map).map_err(|e| corrupt(e.to_string())),
+            Ok(_) => Err(corrupt(format!("{what} document is not an object"))),
+            Err(e) => Err(corrupt(format!("{what} document: {e}"))),
         }
     }
 
     pub fn attrs(&self) -> &Map<String, Value> {
-        &self.0
+        &self.attrs
     }
 
     pub fn into_attrs(self) -> Map<String, Value> {
-        self.0
+        self.attrs
     }
 
     /// The document as stored (compact JSON).
     pub fn to_json(&self) -> String {
-        Value::Object(self.0.clone()).to_string()
+        Value::Object(self.attrs.clone()).to_string()
     }
 
-    pub fn user_name(&self) -> &str {
-        self.0
-            .get("userName")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
+    fn text(&self, name: &str) -> Option<&str> {
+        self.attrs.get(name).and_then(Value::as_str)
+    }
+
+    /// The required attribute (`userName` of a user, `displayName` of a group).
+    pub fn name(&self) -> &str {
+        self.text(K::REQUIRED).unwrap_or_default()
     }
 
     pub fn external_id(&self) -> Option<&str> {
-        self.0.get("externalId").and_then(Value::as_str)
+        self.text("externalId")
+    }
+}
+
+impl Document<UserKind> {
+    pub fn user_name(&self) -> &str {
+        self.name()
     }
 
     pub fn display_name(&self) -> Option<&str> {
-        self.0.get("displayName").and_then(Value::as_str)
+        self.text("displayName")
     }
 
     /// `active` defaults to true: RFC 7643 leaves it to the provider, and every IdP treats a
     /// user it never deactivated as active.
     pub fn active(&self) -> bool {
-        self.0
+        self.attrs
             .get("active")
             .and_then(Value::as_bool)
             .unwrap_or(true)
@@ -80,7 +148,7 @@ impl UserDoc {
 
     /// The `value`s of `emails`, for the indexed `emails.value` filter.
     pub fn email_values(&self) -> Vec<&str> {
-        self.0
+        self.attrs
             .get("emails")
             .and_then(Value::as_array)
             .map(|list| {
@@ -92,53 +160,8 @@ impl UserDoc {
     }
 }
 
-/// A group's own attributes (its members are rows, never part of the document).
-#[derive(Debug, Clone, PartialEq)]
-pub struct GroupDoc(Map<String, Value>);
-
-impl GroupDoc {
-    pub fn new(map: Map<String, Value>) -> Result<Self, DirectoryError> {
-        match map.get("displayName") {
-            Some(Value::String(s)) if !s.trim().is_empty() => Ok(Self(map)),
-            _ => Err(DirectoryError::invalid(
-                InvalidKind::InvalidValue,
-                "displayName is required and must be a non-empty string",
-            )),
-        }
-    }
-
-    pub fn from_stored(raw: &str) -> Result<Self, DirectoryError> {
-        match serde_json::from_str::<Value>(raw) {
-            Ok(Value::Object(map)) => {
-                Self::new(map).map_err(|e| DirectoryError::Corrupt(e.to_string()))
-            }
-            Ok(_) => Err(DirectoryError::Corrupt(
-                "group document is not an object".into(),
-            )),
-            Err(e) => Err(DirectoryError::Corrupt(format!("group document: {e}"))),
-        }
-    }
-
-    pub fn attrs(&self) -> &Map<String, Value> {
-        &self.0
-    }
-
-    pub fn into_attrs(self) -> Map<String, Value> {
-        self.0
-    }
-
-    pub fn to_json(&self) -> String {
-        Value::Object(self.0.clone()).to_string()
-    }
-
+impl Document<GroupKind> {
     pub fn display_name(&self) -> &str {
-        self.0
-            .get("displayName")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-    }
-
-    pub fn external_id(&self) -> Option<&str> {
-        self.0.get("externalId").and_then(Value::as_str)
+        self.name()
     }
 }

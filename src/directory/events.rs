@@ -1,6 +1,6 @@
 //! Directory change events: after every committed change to a user, group or membership, the
-//! service layer publishes a [`DirectoryEvent`] saying which connection and which users (and
-//! groups) it touched.
+//! [`Directory`](super::Directory) publishes a [`DirectoryEvent`] saying which connection and
+//! which users (and groups) it touched.
 //!
 //! The claims cache listens (awaited before the SCIM response is sent, so the next read sees
 //! the change); the audit log subscribes. Events are published only
@@ -8,7 +8,7 @@
 
 use tokio::sync::broadcast;
 
-use super::ConnectionId;
+use crate::connections::ConnectionId;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

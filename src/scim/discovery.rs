@@ -1,70 +1,107 @@
 //! Service provider discovery (RFC 7644 §4): `/ServiceProviderConfig`, `/ResourceTypes` and
-//! `/Schemas`. What they advertise is what the server does: PATCH, filter (with the page cap
-//! as `maxResults`), sort and ETags are supported; bulk and password change are not.
+//! `/Schemas`, built with `scim_v2`'s typed models. What they advertise is what the server
+//! does: PATCH, filter (with the page cap as `maxResults`), sort and ETags are supported;
+//! bulk and password change are not. The documents are contract snapshots
+//! (`tests/pimgate/snapshots/`).
 
+use scim_v2::models::resource_types::{ResourceType, SchemaExtension};
+use scim_v2::models::scim_schema::Meta;
+use scim_v2::models::service_provider_config::{
+    AuthenticationScheme, Bulk, Filter, ServiceProviderConfig, Supported,
+};
 use serde_json::{Value, json};
 
 use super::render::list_response;
-use super::schema::{Catalogue, ENTERPRISE_URN, GROUP_URN, USER_URN};
+use crate::directory::schema::{Catalogue, ENTERPRISE_URN, GROUP_URN, USER_URN};
+
+fn meta(resource_type: &str, location: String) -> Option<Meta> {
+    Some(Meta {
+        resource_type: Some(resource_type.to_owned()),
+        location: Some(location),
+        ..Meta::default()
+    })
+}
+
+fn to_json(v: &impl serde::Serialize) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
 
 pub fn service_provider_config(base: &str, max_results: i64) -> Value {
-    json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
-        "documentationUri": "https://github.com/struct-pim/pimgate/blob/main/README.md",
-        "patch": {"supported": true},
-        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
-        "filter": {"supported": true, "maxResults": max_results},
-        "changePassword": {"supported": false},
-        "sort": {"supported": true},
-        "etag": {"supported": true},
-        "authenticationSchemes": [{
-            "type": "oauthbearertoken",
-            "name": "OAuth Bearer Token",
-            "description": "A bearer token issued for this connection (pimgate token create).",
-            "primary": true,
-        }],
-        "meta": {
-            "resourceType": "ServiceProviderConfig",
-            "location": format!("{base}/ServiceProviderConfig"),
+    let yes = Supported { supported: true };
+    let no = Supported { supported: false };
+    to_json(&ServiceProviderConfig {
+        documentation_uri: Some(
+            "https://github.com/struct-pim/pimgate/blob/main/README.md".to_owned(),
+        ),
+        patch: yes.clone(),
+        bulk: Bulk {
+            supported: false,
+            max_operations: 0,
+            max_payload_size: 0,
         },
+        filter: Filter {
+            supported: true,
+            max_results,
+        },
+        change_password: no,
+        sort: yes.clone(),
+        etag: yes,
+        authentication_schemes: vec![AuthenticationScheme {
+            r#type: Some("oauthbearertoken".to_owned()),
+            name: "OAuth Bearer Token".to_owned(),
+            description: "A bearer token issued for this connection (pimgate token create)."
+                .to_owned(),
+            primary: Some(true),
+            ..AuthenticationScheme::default()
+        }],
+        meta: meta(
+            "ServiceProviderConfig",
+            format!("{base}/ServiceProviderConfig"),
+        ),
+        ..ServiceProviderConfig::default()
     })
 }
 
-fn user_type(base: &str) -> Value {
-    json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
-        "id": "User",
-        "name": "User",
-        "endpoint": "/Users",
-        "description": "User Account",
-        "schema": USER_URN,
-        "schemaExtensions": [{"schema": ENTERPRISE_URN, "required": false}],
-        "meta": {"resourceType": "ResourceType", "location": format!("{base}/ResourceTypes/User")},
-    })
-}
-
-fn group_type(base: &str) -> Value {
-    json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
-        "id": "Group",
-        "name": "Group",
-        "endpoint": "/Groups",
-        "description": "Group",
-        "schema": GROUP_URN,
-        "meta": {"resourceType": "ResourceType", "location": format!("{base}/ResourceTypes/Group")},
+fn resource_type_of(base: &str, name: &str) -> Option<ResourceType> {
+    let (description, schema, extensions) = match name {
+        "User" => (
+            "User Account",
+            USER_URN,
+            vec![SchemaExtension {
+                schema: ENTERPRISE_URN.to_owned(),
+                required: false,
+            }],
+        ),
+        "Group" => ("Group", GROUP_URN, Vec::new()),
+        _ => return None,
+    };
+    Some(ResourceType {
+        id: Some(name.to_owned()),
+        name: name.to_owned(),
+        description: Some(description.to_owned()),
+        endpoint: format!("/{name}s"),
+        schema: schema.to_owned(),
+        schema_extensions: if extensions.is_empty() {
+            scim_v2::Asserted::absent()
+        } else {
+            extensions.into_iter().collect()
+        },
+        meta: meta("ResourceType", format!("{base}/ResourceTypes/{name}")),
+        ..ResourceType::default()
     })
 }
 
 pub fn resource_types(base: &str) -> Value {
-    list_response(2, 1, vec![user_type(base), group_type(base)])
+    let all: Vec<Value> = ["User", "Group"]
+        .iter()
+        .filter_map(|n| resource_type_of(base, n))
+        .map(|t| to_json(&t))
+        .collect();
+    list_response(all.len() as i64, 1, all)
 }
 
 pub fn resource_type(base: &str, name: &str) -> Option<Value> {
-    match name {
-        "User" => Some(user_type(base)),
-        "Group" => Some(group_type(base)),
-        _ => None,
-    }
+    resource_type_of(base, name).map(|t| to_json(&t))
 }
 
 fn schema_json(cat: &Catalogue, base: &str, id: &str) -> Option<Value> {

@@ -1,24 +1,28 @@
-//! SCIM errors, mapped to HTTP once (RFC 7644 §3.12).
+//! SCIM errors (RFC 7644 §3.12), and the one place directory failures become them.
 //!
 //! Every failure under `/scim` answers an error body with `schemas`, `status` (a string),
-//! `detail` and, for 400s, `scimType`. Store failures answer a bare 500 or 503 whose detail
-//! says nothing about internals; the cause is logged here, once.
+//! `detail` and, for 400s, `scimType`: `scim_v2`'s [`ScimHttpError`] and [`ScimType`].
+//! Parse errors of the SCIM layer (bodies, PATCH operations, paths, list parameters) are
+//! built as [`ScimError`]s where they are found. Store failures answer a 500 or 503 whose
+//! detail says nothing about internals; the cause is logged here, once.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use scim_v2::models::errors::ScimHttpError;
+pub use scim_v2::models::errors::ScimType;
 
-use crate::directory::{DirectoryError, InvalidKind};
+use super::extract::etag;
+use crate::directory::DirectoryError;
 
 pub const ERROR_URN: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 /// The media type of every SCIM response (RFC 7644 §3.1).
 pub const SCIM_CONTENT_TYPE: &str = "application/scim+json";
 
 /// An HTTP-level SCIM error.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ScimError {
     pub status: StatusCode,
-    pub scim_type: Option<&'static str>,
+    pub scim_type: Option<ScimType>,
     pub detail: String,
 }
 
@@ -31,12 +35,29 @@ impl ScimError {
         }
     }
 
-    pub fn bad_request(kind: InvalidKind, detail: impl Into<String>) -> Self {
+    /// A 400 with its `scimType`.
+    pub fn bad_request(scim_type: ScimType, detail: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
-            scim_type: Some(kind.as_str()),
+            scim_type: Some(scim_type),
             detail: detail.into(),
         }
+    }
+
+    pub fn invalid_value(detail: impl Into<String>) -> Self {
+        Self::bad_request(ScimType::InvalidValue, detail)
+    }
+
+    pub fn invalid_syntax(detail: impl Into<String>) -> Self {
+        Self::bad_request(ScimType::InvalidSyntax, detail)
+    }
+
+    pub fn invalid_path(detail: impl Into<String>) -> Self {
+        Self::bad_request(ScimType::InvalidPath, detail)
+    }
+
+    pub fn mutability(detail: impl Into<String>) -> Self {
+        Self::bad_request(ScimType::Mutability, detail)
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> Self {
@@ -46,38 +67,47 @@ impl ScimError {
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, detail)
     }
+
+    /// The same error with its detail prefixed (`Operations[2]: ...`).
+    #[must_use]
+    pub fn at(mut self, prefix: &str) -> Self {
+        self.detail = format!("{prefix}: {}", self.detail);
+        self
+    }
 }
 
 impl From<DirectoryError> for ScimError {
     fn from(err: DirectoryError) -> Self {
         match err {
-            DirectoryError::NotFound(what) => ScimError::not_found(format!("{what} not found")),
-            DirectoryError::Uniqueness(detail) => ScimError {
+            DirectoryError::NotFound(kind) => ScimError::not_found(format!("{kind} not found")),
+            e @ DirectoryError::Conflict { .. } => ScimError {
                 status: StatusCode::CONFLICT,
-                scim_type: Some("uniqueness"),
-                detail,
+                scim_type: Some(ScimType::Uniqueness),
+                detail: e.to_string(),
             },
-            e @ DirectoryError::PreconditionFailed { .. } => {
-                ScimError::new(StatusCode::PRECONDITION_FAILED, e.to_string())
+            DirectoryError::VersionMismatch { current } => ScimError::new(
+                StatusCode::PRECONDITION_FAILED,
+                format!(
+                    "the resource has changed: its current version is {}",
+                    etag(current)
+                ),
+            ),
+            DirectoryError::InvalidValue { detail, .. } => ScimError::invalid_value(detail),
+            DirectoryError::InvalidFilter(e) => {
+                ScimError::bad_request(ScimType::InvalidFilter, e.to_string())
             }
-            DirectoryError::Invalid { kind, detail } => ScimError::bad_request(kind, detail),
-            DirectoryError::Store(e) => {
-                let unavailable = matches!(
-                    e,
-                    sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-                );
-                tracing::error!(error = %e, "store failure");
-                if unavailable {
-                    ScimError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "the directory store is unavailable; retry later",
-                    )
-                } else {
-                    ScimError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-                }
+            DirectoryError::Unsortable(attr) => {
+                ScimError::invalid_value(format!("sortBy: {attr} cannot be sorted on"))
             }
-            DirectoryError::Corrupt(detail) => {
-                tracing::error!(%detail, "corrupt directory record");
+            DirectoryError::Unavailable(cause) => {
+                tracing::error!(error = %cause, "directory store unavailable");
+                ScimError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the directory store is unavailable; retry later",
+                )
+            }
+            DirectoryError::Internal(cause) => {
+                tracing::error!(error = %cause, "directory store failure");
                 ScimError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
             }
         }
@@ -86,15 +116,14 @@ impl From<DirectoryError> for ScimError {
 
 impl IntoResponse for ScimError {
     fn into_response(self) -> Response {
-        let mut body = json!({
-            "schemas": [ERROR_URN],
-            "status": self.status.as_u16().to_string(),
-            "detail": self.detail,
-        });
-        if let Some(t) = self.scim_type {
-            body["scimType"] = json!(t);
-        }
-        let mut resp = (self.status, body.to_string()).into_response();
+        let body = ScimHttpError {
+            schemas: vec![ERROR_URN.to_owned()],
+            scim_type: self.scim_type,
+            detail: Some(self.detail),
+            status: self.status.as_u16().to_string(),
+        };
+        let text = serde_json::to_string(&body).unwrap_or_default();
+        let mut resp = (self.status, text).into_response();
         let headers = resp.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,

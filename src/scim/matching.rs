@@ -16,7 +16,7 @@ use std::cmp::Ordering;
 use scim_v2::filter::{AttrExp, AttrPath, CompValue, CompareOp, ValFilter};
 use serde_json::{Map, Value};
 
-use super::schema::{AttrDef, AttrType};
+use crate::directory::schema::{AttrDef, AttrType};
 
 /// Whether one element of a multi-valued attribute matches a value filter.
 ///
@@ -317,7 +317,7 @@ fn order(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scim::schema::{Mutability, Returned};
+    use crate::directory::schema::{Mutability, Returned};
     use serde_json::json;
 
     fn leaf(name: &str, ty: AttrType, case_exact: bool) -> AttrDef {

@@ -10,7 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value, json};
 
 use super::extract::etag;
-use super::schema::{AttrHome, Catalogue, ENTERPRISE_URN, GROUP_URN, Returned, USER_URN};
+use crate::clock::Timestamp;
+use crate::directory::schema::{
+    AttrHome, Catalogue, ENTERPRISE_URN, GROUP_URN, Returned, USER_URN,
+};
 use crate::directory::{GroupRecord, GroupRef, MemberRef, ResourceKind, UserRecord};
 
 /// A top-level attribute: where it lives (`None` = top level, `Some(urn)` = inside an
@@ -199,36 +202,54 @@ fn drop_subs(value: &mut Value, subs: &BTreeSet<String>) {
     }
 }
 
-fn meta(
+/// What every representation carries besides its attributes (RFC 7643 §3.1).
+struct Stamp<'a> {
     kind: ResourceKind,
-    created: String,
-    modified: String,
+    id: &'a str,
+    created: Timestamp,
+    last_modified: Timestamp,
     version: i64,
-    location: String,
+}
+
+/// A full representation: `schemas`, `id`, the stored attributes, the read-only references
+/// (`groups` of a user, `members` of a group) when loaded and not empty, and `meta`.
+fn representation(
+    schemas: Vec<Value>,
+    stamp: &Stamp<'_>,
+    attrs: &Map<String, Value>,
+    refs: Option<(&str, Vec<Value>)>,
+    base: &str,
 ) -> Value {
-    json!({
-        "resourceType": kind.as_str(),
-        "created": created,
-        "lastModified": modified,
-        "version": etag(version),
-        "location": location,
-    })
+    let mut obj = Map::new();
+    obj.insert("schemas".into(), Value::Array(schemas));
+    obj.insert("id".into(), json!(stamp.id));
+    for (k, v) in attrs {
+        obj.insert(k.clone(), v.clone());
+    }
+    if let Some((name, list)) = refs.filter(|(_, l)| !l.is_empty()) {
+        obj.insert(name.to_owned(), Value::Array(list));
+    }
+    obj.insert(
+        "meta".into(),
+        json!({
+            "resourceType": stamp.kind.as_str(),
+            "created": stamp.created.to_rfc3339(),
+            "lastModified": stamp.last_modified.to_rfc3339(),
+            "version": etag(stamp.version),
+            "location": format!("{base}/{}/{}", stamp.kind.endpoint(), stamp.id),
+        }),
+    );
+    Value::Object(obj)
 }
 
 /// The full representation of a user. `groups` is the user's direct groups, when loaded.
 pub fn user_json(rec: &UserRecord, groups: Option<&[GroupRef]>, base: &str) -> Value {
-    let mut obj = Map::new();
     let mut schemas = vec![json!(USER_URN)];
     if rec.doc.attrs().contains_key(ENTERPRISE_URN) {
         schemas.push(json!(ENTERPRISE_URN));
     }
-    obj.insert("schemas".into(), Value::Array(schemas));
-    obj.insert("id".into(), json!(rec.id));
-    for (k, v) in rec.doc.attrs() {
-        obj.insert(k.clone(), v.clone());
-    }
-    if let Some(groups) = groups.filter(|g| !g.is_empty()) {
-        let list: Vec<Value> = groups
+    let refs = groups.map(|groups| {
+        let list = groups
             .iter()
             .map(|g| {
                 json!({
@@ -239,59 +260,41 @@ pub fn user_json(rec: &UserRecord, groups: Option<&[GroupRef]>, base: &str) -> V
                 })
             })
             .collect();
-        obj.insert("groups".into(), Value::Array(list));
-    }
-    let location = format!("{base}/Users/{}", rec.id);
-    obj.insert(
-        "meta".into(),
-        meta(
-            ResourceKind::User,
-            rec.created.to_rfc3339(),
-            rec.last_modified.to_rfc3339(),
-            rec.version,
-            location,
-        ),
-    );
-    Value::Object(obj)
+        ("groups", list)
+    });
+    let stamp = Stamp {
+        kind: ResourceKind::User,
+        id: &rec.id,
+        created: rec.created,
+        last_modified: rec.last_modified,
+        version: rec.version,
+    };
+    representation(schemas, &stamp, rec.doc.attrs(), refs, base)
 }
 
 /// The full representation of a group. `members` is its members, when loaded.
 pub fn group_json(rec: &GroupRecord, members: Option<&[MemberRef]>, base: &str) -> Value {
-    let mut obj = Map::new();
-    obj.insert("schemas".into(), json!([GROUP_URN]));
-    obj.insert("id".into(), json!(rec.id));
-    for (k, v) in rec.doc.attrs() {
-        obj.insert(k.clone(), v.clone());
-    }
-    if let Some(members) = members.filter(|m| !m.is_empty()) {
-        let list: Vec<Value> = members
+    let refs = members.map(|members| {
+        let list = members
             .iter()
             .map(|m| {
-                let endpoint = match m.kind {
-                    crate::directory::MemberKind::User => "Users",
-                    crate::directory::MemberKind::Group => "Groups",
-                };
                 json!({
                     "value": m.id,
-                    "$ref": format!("{base}/{endpoint}/{}", m.id),
+                    "$ref": format!("{base}/{}/{}", m.kind.resource().endpoint(), m.id),
                     "type": m.kind.as_str(),
                 })
             })
             .collect();
-        obj.insert("members".into(), Value::Array(list));
-    }
-    let location = format!("{base}/Groups/{}", rec.id);
-    obj.insert(
-        "meta".into(),
-        meta(
-            ResourceKind::Group,
-            rec.created.to_rfc3339(),
-            rec.last_modified.to_rfc3339(),
-            rec.version,
-            location,
-        ),
-    );
-    Value::Object(obj)
+        ("members", list)
+    });
+    let stamp = Stamp {
+        kind: ResourceKind::Group,
+        id: &rec.id,
+        created: rec.created,
+        last_modified: rec.last_modified,
+        version: rec.version,
+    };
+    representation(vec![json!(GROUP_URN)], &stamp, rec.doc.attrs(), refs, base)
 }
 
 /// An RFC 7644 §3.4.2 list response.

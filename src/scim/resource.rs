@@ -27,12 +27,12 @@ use scim_v2::models::user::User;
 use scim_v2::{Context, Validate};
 use serde_json::{Map, Value};
 
-use crate::directory::{DirectoryError, GroupDoc, InvalidKind, MemberKind, ResourceKind, UserDoc};
-
-use super::schema::{
+use super::error::ScimError;
+use crate::directory::schema::{
     AttrDef, AttrHome, AttrType, Catalogue, ENTERPRISE_URN, GROUP_URN, Mutability, SchemaDef,
     USER_URN,
 };
+use crate::directory::{GroupDoc, MemberKind, ResourceKind, UserDoc};
 
 /// One entry of a group's `members` as a client sent it (RFC 7643 §4.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,16 +44,13 @@ pub struct MemberValue {
 }
 
 /// Normalises a User body (POST or PUT).
-pub fn user_from_body(body: Value, cat: &Catalogue) -> Result<UserDoc, DirectoryError> {
+pub fn user_from_body(body: Value, cat: &Catalogue) -> Result<UserDoc, ScimError> {
     user_from_attrs(body_object(body, "user")?, cat)
 }
 
 /// Normalises a user's attributes: the same pipeline as [`user_from_body`], used on the
 /// result of a PATCH.
-pub fn user_from_attrs(
-    attrs: Map<String, Value>,
-    cat: &Catalogue,
-) -> Result<UserDoc, DirectoryError> {
+pub fn user_from_attrs(attrs: Map<String, Value>, cat: &Catalogue) -> Result<UserDoc, ScimError> {
     let doc = UserDoc::new(normalise_resource(ResourceKind::User, attrs, cat)?)?;
     validate_user(doc.attrs())?;
     Ok(doc)
@@ -65,7 +62,7 @@ pub fn user_from_attrs(
 pub fn group_from_body(
     body: Value,
     cat: &Catalogue,
-) -> Result<(GroupDoc, Option<Vec<MemberValue>>), DirectoryError> {
+) -> Result<(GroupDoc, Option<Vec<MemberValue>>), ScimError> {
     let mut map = body_object(body, "group")?;
     let keys: Vec<String> = map
         .keys()
@@ -83,10 +80,7 @@ pub fn group_from_body(
 }
 
 /// Normalises a group's own attributes (never its members).
-pub fn group_from_attrs(
-    attrs: Map<String, Value>,
-    cat: &Catalogue,
-) -> Result<GroupDoc, DirectoryError> {
+pub fn group_from_attrs(attrs: Map<String, Value>, cat: &Catalogue) -> Result<GroupDoc, ScimError> {
     let doc = GroupDoc::new(normalise_resource(ResourceKind::Group, attrs, cat)?)?;
     validate_group(doc.attrs())?;
     Ok(doc)
@@ -94,7 +88,7 @@ pub fn group_from_attrs(
 
 /// Reads `members` values: an array of `{"value": id, "type": "User"|"Group"}` objects, or
 /// a single such object. Duplicate ids are kept once, in first-seen order.
-pub fn member_values(v: &Value) -> Result<Vec<MemberValue>, DirectoryError> {
+pub fn member_values(v: &Value) -> Result<Vec<MemberValue>, ScimError> {
     let items: Vec<&Value> = match v {
         Value::Array(items) => items.iter().collect(),
         Value::Object(_) => vec![v],
@@ -151,7 +145,7 @@ pub(crate) fn normalise_attr(
     def: &AttrDef,
     value: Value,
     path: &str,
-) -> Result<Option<Value>, DirectoryError> {
+) -> Result<Option<Value>, ScimError> {
     if value.is_null() {
         return Ok(None);
     }
@@ -181,7 +175,7 @@ pub(crate) fn normalise_value(
     def: &AttrDef,
     value: Value,
     path: &str,
-) -> Result<Option<Value>, DirectoryError> {
+) -> Result<Option<Value>, ScimError> {
     if def.ty != AttrType::Complex {
         return normalise_simple(def, value, path);
     }
@@ -214,7 +208,7 @@ fn normalise_complex(
     def: &AttrDef,
     obj: Map<String, Value>,
     path: &str,
-) -> Result<Option<Value>, DirectoryError> {
+) -> Result<Option<Value>, ScimError> {
     let mut out = Map::new();
     for (key, v) in obj {
         let Some(sub) = def.sub(&key) else { continue };
@@ -232,11 +226,7 @@ fn normalise_complex(
     Ok((!out.is_empty()).then_some(Value::Object(out)))
 }
 
-fn normalise_simple(
-    def: &AttrDef,
-    value: Value,
-    path: &str,
-) -> Result<Option<Value>, DirectoryError> {
+fn normalise_simple(def: &AttrDef, value: Value, path: &str) -> Result<Option<Value>, ScimError> {
     let ok = match (def.ty, &value) {
         (_, Value::Null) => return Ok(None),
         (AttrType::Boolean, Value::Bool(_)) => true,
@@ -285,7 +275,7 @@ pub(crate) fn enforce_single_primary(list: &mut [Value]) {
 pub(crate) fn normalise_extension(
     ext: &SchemaDef,
     value: Value,
-) -> Result<Option<Value>, DirectoryError> {
+) -> Result<Option<Value>, ScimError> {
     let obj = match value {
         Value::Null => return Ok(None),
         Value::Object(obj) => obj,
@@ -330,7 +320,7 @@ fn normalise_resource(
     kind: ResourceKind,
     attrs: Map<String, Value>,
     cat: &Catalogue,
-) -> Result<Map<String, Value>, DirectoryError> {
+) -> Result<Map<String, Value>, ScimError> {
     let mut out = Map::new();
     for (key, value) in attrs {
         if key.eq_ignore_ascii_case("schemas") {
@@ -358,7 +348,7 @@ fn normalise_resource(
 /// The typed check: the document must read as `scim_v2`'s `User` and pass its RFC 7643
 /// REQUIRED rules. The pipeline above already enforces types, so a failure here is a rule
 /// the model knows and the catalogue does not.
-fn validate_user(attrs: &Map<String, Value>) -> Result<(), DirectoryError> {
+fn validate_user(attrs: &Map<String, Value>) -> Result<(), ScimError> {
     let mut obj = attrs.clone();
     let mut schemas = vec![Value::from(USER_URN)];
     if attrs.contains_key(ENTERPRISE_URN) {
@@ -371,7 +361,7 @@ fn validate_user(attrs: &Map<String, Value>) -> Result<(), DirectoryError> {
         .map_err(|e| invalid(e.to_string()))
 }
 
-fn validate_group(attrs: &Map<String, Value>) -> Result<(), DirectoryError> {
+fn validate_group(attrs: &Map<String, Value>) -> Result<(), ScimError> {
     let mut obj = attrs.clone();
     obj.insert(
         "schemas".to_owned(),
@@ -384,16 +374,13 @@ fn validate_group(attrs: &Map<String, Value>) -> Result<(), DirectoryError> {
         .map_err(|e| invalid(e.to_string()))
 }
 
-fn body_object(body: Value, what: &str) -> Result<Map<String, Value>, DirectoryError> {
+fn body_object(body: Value, what: &str) -> Result<Map<String, Value>, ScimError> {
     match body {
         Value::Object(map) => Ok(map),
-        other => Err(DirectoryError::invalid(
-            InvalidKind::InvalidSyntax,
-            format!(
-                "a {what} body must be a JSON object, got {}",
-                kind_of(&other)
-            ),
-        )),
+        other => Err(ScimError::invalid_syntax(format!(
+            "a {what} body must be a JSON object, got {}",
+            kind_of(&other)
+        ))),
     }
 }
 
@@ -414,8 +401,8 @@ pub(crate) fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-pub(crate) fn invalid(detail: String) -> DirectoryError {
-    DirectoryError::invalid(InvalidKind::InvalidValue, detail)
+pub(crate) fn invalid(detail: String) -> ScimError {
+    ScimError::invalid_value(detail)
 }
 
 /// "a string", "an array"...: how a JSON value is named in error details.
@@ -444,20 +431,25 @@ fn expected(ty: AttrType) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scim::error::ScimType;
     use serde_json::json;
 
     fn cat() -> Catalogue {
         Catalogue::load().unwrap()
     }
 
-    fn user(body: Value) -> Result<Value, DirectoryError> {
+    fn user(body: Value) -> Result<Value, ScimError> {
         user_from_body(body, &cat()).map(|d| Value::Object(d.into_attrs()))
     }
 
-    fn kind_of_err(r: Result<Value, DirectoryError>) -> (InvalidKind, String) {
+    fn kind_of_err(r: Result<Value, ScimError>) -> (ScimType, String) {
         match r {
-            Err(DirectoryError::Invalid { kind, detail }) => (kind, detail),
-            other => panic!("expected an Invalid error, got {other:?}"),
+            Err(ScimError {
+                scim_type: Some(kind),
+                detail,
+                ..
+            }) => (kind, detail),
+            other => panic!("expected a 400 error, got {other:?}"),
         }
     }
 
@@ -529,7 +521,7 @@ mod tests {
             assert_eq!(got["emails"][0]["primary"], json!(want), "{raw}");
         }
         let (kind, detail) = kind_of_err(user(json!({"userName": "a", "active": "yes"})));
-        assert_eq!(kind, InvalidKind::InvalidValue);
+        assert_eq!(kind, ScimType::InvalidValue);
         assert!(detail.contains("active"), "{detail}");
         let (_, detail) = kind_of_err(user(
             json!({"userName": "a", "emails": [{"value": "x", "primary": 1}]}),
@@ -641,46 +633,38 @@ mod tests {
 
     #[test]
     fn invalid_bodies_are_refused_with_the_attribute_named() {
-        let cases: &[(Value, InvalidKind, &str)] = &[
-            (json!([1]), InvalidKind::InvalidSyntax, "JSON object"),
-            (
-                json!({"active": true}),
-                InvalidKind::InvalidValue,
-                "userName",
-            ),
+        let cases: &[(Value, ScimType, &str)] = &[
+            (json!([1]), ScimType::InvalidSyntax, "JSON object"),
+            (json!({"active": true}), ScimType::InvalidValue, "userName"),
             (
                 json!({"userName": "  "}),
-                InvalidKind::InvalidValue,
+                ScimType::InvalidValue,
                 "userName",
             ),
-            (
-                json!({"userName": 7}),
-                InvalidKind::InvalidValue,
-                "userName",
-            ),
+            (json!({"userName": 7}), ScimType::InvalidValue, "userName"),
             (
                 json!({"userName": "a", "name": "Bob"}),
-                InvalidKind::InvalidValue,
+                ScimType::InvalidValue,
                 "name",
             ),
             (
                 json!({"userName": "a", "name": {"givenName": 3}}),
-                InvalidKind::InvalidValue,
+                ScimType::InvalidValue,
                 "name.givenName",
             ),
             (
                 json!({"userName": "a", "emails": ["x"]}),
-                InvalidKind::InvalidValue,
+                ScimType::InvalidValue,
                 "emails[0]",
             ),
             (
                 json!({"userName": "a", ENTERPRISE_URN: "x"}),
-                InvalidKind::InvalidValue,
+                ScimType::InvalidValue,
                 ENTERPRISE_URN,
             ),
             (
                 json!({"userName": "a", ENTERPRISE_URN: {"employeeNumber": 5}}),
-                InvalidKind::InvalidValue,
+                ScimType::InvalidValue,
                 "employeeNumber",
             ),
         ];
@@ -751,14 +735,9 @@ mod tests {
             json!([{"value": "u", "type": "Robot"}]),
         ] {
             let err = member_values(&bad).unwrap_err();
-            assert!(
-                matches!(
-                    err,
-                    DirectoryError::Invalid {
-                        kind: InvalidKind::InvalidValue,
-                        ..
-                    }
-                ),
+            assert_eq!(
+                err.scim_type,
+                Some(ScimType::InvalidValue),
                 "{bad}: {err:?}"
             );
         }

@@ -1,385 +1,421 @@
-//! SCIM operations on the directory: each function normalises its input with the pure
-//! functions of [`resource`](super::resource) and [`patch`](super::patch), runs one store
-//! transaction, and publishes the change event after commit.
+//! The SCIM service: what the routes call. It turns protocol input into directory
+//! operations (normalising bodies with [`resource`](super::resource), PATCH with
+//! [`patch`](super::patch)), and directory records into representations
+//! ([`render`](super::render)).
+//!
+//! Users and Groups take one generic path: [`Resource`] is implemented for the directory's
+//! two kinds, and the routes are written once over it.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::future::Future;
+use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::extract::ListParams;
-use super::patch::{self, PatchOperation};
+use super::error::ScimError;
+use super::extract::Caller;
+use super::params::ListParams;
+use super::patch;
+use super::render::{Selection, group_json, user_json};
 use super::resource;
-use crate::app::AppState;
-use crate::directory::events::{Change, DirectoryEvent};
+use crate::connections::{ConnectionId, Registry};
+use crate::directory::schema::Catalogue;
 use crate::directory::{
-    ConnectionId, DirectoryError, GroupRecord, GroupRef, InvalidKind, ListSpec, MemberOp,
-    MemberRef, MembershipDelta, Page, ResourceKind, UserRecord,
+    CredentialStore, Directory, DirectoryError, EditError, GroupDoc, GroupKind, GroupRecord, Kind,
+    ListSpec, Page, UserKind, UserRecord,
 };
+use crate::token;
 
-async fn publish(
-    state: &AppState,
-    conn: &ConnectionId,
-    change: Change,
-    users: Vec<String>,
-    groups: Vec<String>,
-) {
-    state
-        .events
-        .publish(DirectoryEvent {
-            connection: conn.clone(),
-            change,
-            users,
-            groups,
-        })
-        .await;
+/// What the SCIM layer is configured with.
+#[derive(Debug, Clone)]
+pub struct ScimOptions {
+    /// Page size when a list request gives no `count`.
+    pub default_page_size: i64,
+    /// Largest page served (advertised as `filter.maxResults`).
+    pub max_page_size: i64,
+    /// A PATCH on a group answers with its members only up to this many members.
+    pub patch_response_members_max: i64,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// The externally visible base URL, if configured; otherwise taken from `Host`.
+    pub public_url: Option<String>,
 }
 
-async fn membership_event(
-    state: &AppState,
-    conn: &ConnectionId,
-    group: &str,
-    delta: MembershipDelta,
-) {
-    if delta.users.is_empty() && delta.groups.is_empty() {
-        return;
-    }
-    let mut groups = vec![group.to_owned()];
-    groups.extend(delta.groups);
-    publish(state, conn, Change::MembershipChanged, delta.users, groups).await;
+/// The SCIM service (a cheap handle).
+#[derive(Clone)]
+pub struct ScimService {
+    inner: Arc<Inner>,
 }
 
-/// Turns list parameters into a store query for `kind`.
-pub fn list_spec(
-    state: &AppState,
-    kind: ResourceKind,
-    params: &ListParams,
-) -> Result<ListSpec, DirectoryError> {
-    let sort_by = match &params.sort_by {
-        None => None,
-        Some(name) => Some(state.catalogue.resolve_name(kind, name).map_err(|e| {
-            DirectoryError::invalid(InvalidKind::InvalidValue, format!("sortBy: {e}"))
-        })?),
-    };
-    Ok(ListSpec {
-        filter: params.filter.clone(),
-        sort_by,
-        descending: params.descending,
-        start_index: params.effective_start(),
-        count: params.effective_count(
-            state.scim.settings.default_page_size,
-            state.scim.settings.max_page_size,
-        ),
-    })
+struct Inner {
+    directory: Directory,
+    catalogue: Arc<Catalogue>,
+    registry: Arc<Registry>,
+    credentials: Arc<dyn CredentialStore>,
+    options: ScimOptions,
 }
 
-// ---------------------------------------------------------------- users
-
-pub async fn create_user(
-    state: &AppState,
-    conn: &ConnectionId,
-    body: Value,
-) -> Result<UserRecord, DirectoryError> {
-    let doc = resource::user_from_body(body, &state.catalogue)?;
-    let rec = state
-        .store
-        .create_user(conn, doc, state.clock.now())
-        .await?;
-    publish(
-        state,
-        conn,
-        Change::UserCreated,
-        vec![rec.id.clone()],
-        Vec::new(),
-    )
-    .await;
-    Ok(rec)
-}
-
-pub async fn get_user(
-    state: &AppState,
-    conn: &ConnectionId,
-    id: &str,
-) -> Result<UserRecord, DirectoryError> {
-    state
-        .store
-        .get_user(conn, id)
-        .await?
-        .ok_or(DirectoryError::NotFound("User"))
-}
-
-/// The direct groups of these users (for the read-only `groups` attribute).
-pub async fn groups_of(
-    state: &AppState,
-    conn: &ConnectionId,
-    users: &[&UserRecord],
-) -> Result<HashMap<String, Vec<GroupRef>>, DirectoryError> {
-    let ids: Vec<String> = users.iter().map(|u| u.id.clone()).collect();
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    state.store.user_groups(conn, &ids).await
-}
-
-pub async fn list_users(
-    state: &AppState,
-    conn: &ConnectionId,
-    params: &ListParams,
-) -> Result<Page<UserRecord>, DirectoryError> {
-    let spec = list_spec(state, ResourceKind::User, params)?;
-    state.store.list_users(conn, &spec).await
-}
-
-async fn user_changed(state: &AppState, conn: &ConnectionId, before: i64, rec: &UserRecord) {
-    if rec.version != before {
-        publish(
-            state,
-            conn,
-            Change::UserUpdated,
-            vec![rec.id.clone()],
-            Vec::new(),
-        )
-        .await;
+impl std::fmt::Debug for ScimService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScimService")
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
     }
 }
 
-/// PUT: replaces every writable attribute (RFC 7644 §3.5.1); read-only ones are ignored.
-pub async fn replace_user(
-    state: &AppState,
-    conn: &ConnectionId,
-    id: &str,
-    expect: Option<i64>,
-    body: Value,
-) -> Result<UserRecord, DirectoryError> {
-    let doc = resource::user_from_body(body, &state.catalogue)?;
-    let before = AtomicI64::new(0);
-    let rec = state
-        .store
-        .update_user(conn, id, expect, state.clock.now(), &|cur| {
-            before.store(cur.version, Ordering::Relaxed);
-            Ok(doc.clone())
-        })
-        .await?;
-    user_changed(state, conn, before.into_inner(), &rec).await;
-    Ok(rec)
-}
-
-/// PATCH (RFC 7644 §3.5.2): all operations or none.
-pub async fn patch_user(
-    state: &AppState,
-    conn: &ConnectionId,
-    id: &str,
-    expect: Option<i64>,
-    body: Value,
-) -> Result<UserRecord, DirectoryError> {
-    let ops = patch::parse_patch(body)?;
-    let cat = &state.catalogue;
-    let before = AtomicI64::new(0);
-    let rec = state
-        .store
-        .update_user(conn, id, expect, state.clock.now(), &|cur| {
-            before.store(cur.version, Ordering::Relaxed);
-            patch::patch_user(&cur.doc, &ops, cat)
-        })
-        .await?;
-    user_changed(state, conn, before.into_inner(), &rec).await;
-    Ok(rec)
-}
-
-pub async fn delete_user(
-    state: &AppState,
-    conn: &ConnectionId,
-    id: &str,
-    expect: Option<i64>,
-) -> Result<(), DirectoryError> {
-    let groups = state
-        .store
-        .delete_user(conn, id, expect, state.clock.now())
-        .await?;
-    publish(
-        state,
-        conn,
-        Change::UserDeleted,
-        vec![id.to_owned()],
-        groups,
-    )
-    .await;
-    Ok(())
-}
-
-// ---------------------------------------------------------------- groups
-
-pub async fn create_group(
-    state: &AppState,
-    conn: &ConnectionId,
-    body: Value,
-) -> Result<GroupRecord, DirectoryError> {
-    let (doc, members) = resource::group_from_body(body, &state.catalogue)?;
-    let ids: Vec<String> = members
-        .unwrap_or_default()
-        .into_iter()
-        .map(|m| m.value)
-        .collect();
-    let (rec, delta) = state
-        .store
-        .create_group(conn, doc, &ids, state.clock.now())
-        .await?;
-    let mut groups = vec![rec.id.clone()];
-    groups.extend(delta.groups);
-    publish(state, conn, Change::GroupCreated, delta.users, groups).await;
-    Ok(rec)
-}
-
-pub async fn get_group(
-    state: &AppState,
-    conn: &ConnectionId,
-    id: &str,
-) -> Result<GroupRecord, DirectoryError> {
-    state
-        .store
-        .get_group(conn, id)
-        .await?
-        .ok_or(DirectoryError::NotFound("Group"))
-}
-
-pub async fn members_of(
-    state: &AppState,
-    conn: &ConnectionId,
-    groups: &[&GroupRecord],
-) -> Result<HashMap<String, Vec<MemberRef>>, DirectoryError> {
-    let ids: Vec<String> = groups
-        .iter()
-        .filter(|g| g.member_count > 0)
-        .map(|g| g.id.clone())
-        .collect();
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    state.store.group_members(conn, &ids).await
-}
-
-pub async fn list_groups(
-    state: &AppState,
-    conn: &ConnectionId,
-    params: &ListParams,
-) -> Result<Page<GroupRecord>, DirectoryError> {
-    let spec = list_spec(state, ResourceKind::Group, params)?;
-    state.store.list_groups(conn, &spec).await
-}
-
-async fn group_changed(
-    state: &AppState,
-    conn: &ConnectionId,
-    before: &GroupRecord,
-    after: &GroupRecord,
-    delta: MembershipDelta,
-) {
-    if before.doc != after.doc {
-        publish(
-            state,
-            conn,
-            Change::GroupUpdated,
-            Vec::new(),
-            vec![after.id.clone()],
-        )
-        .await;
-    }
-    membership_event(state, conn, &after.id, delta).await;
-}
-
-/// PUT: replaces the group's attributes; `members`, when present, replaces the membership
-/// (when absent, membership is left as it is: a rename must never empty a group).
-pub async fn replace_group(
-    state: &AppState,
-    conn: &ConnectionId,
-    id: &str,
-    expect: Option<i64>,
-    body: Value,
-) -> Result<GroupRecord, DirectoryError> {
-    let (doc, members) = resource::group_from_body(body, &state.catalogue)?;
-    let ops = match members {
-        Some(m) => vec![
-            MemberOp::RemoveAll,
-            MemberOp::Add(m.into_iter().map(|m| m.value).collect()),
-        ],
-        None => Vec::new(),
-    };
-    let before = std::sync::Mutex::new(None);
-    let (rec, delta) = state
-        .store
-        .modify_group(
-            conn,
-            id,
-            expect,
-            state.clock.now(),
-            Some(&|cur: &GroupRecord| {
-                if let Ok(mut b) = before.lock() {
-                    *b = Some(cur.clone());
-                }
-                Ok(doc.clone())
+impl ScimService {
+    pub fn new(
+        directory: Directory,
+        catalogue: Arc<Catalogue>,
+        registry: Arc<Registry>,
+        credentials: Arc<dyn CredentialStore>,
+        options: ScimOptions,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                directory,
+                catalogue,
+                registry,
+                credentials,
+                options,
             }),
-            &ops,
-        )
-        .await?;
-    if let Some(b) = before.into_inner().ok().flatten() {
-        group_changed(state, conn, &b, &rec, delta).await;
+        }
     }
-    Ok(rec)
+
+    pub fn directory(&self) -> &Directory {
+        &self.inner.directory
+    }
+
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.inner.catalogue
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    pub fn options(&self) -> &ScimOptions {
+        &self.inner.options
+    }
+
+    /// The connection a token hash belongs to: configured tokens first (in memory), then
+    /// tokens created with `pimgate token create` (in the store, so every replica sees a
+    /// revocation at once).
+    pub async fn authenticate(&self, hash: &[u8; 32]) -> Result<Option<ConnectionId>, ScimError> {
+        if let Some(owner) = self.inner.registry.scim_token_owner(hash) {
+            return Ok(Some(owner.clone()));
+        }
+        let row = self.inner.credentials.find_token(hash).await?;
+        Ok(row
+            .filter(|r| token::matches_any(hash, std::slice::from_ref(&r.hash)))
+            .map(|r| r.connection))
+    }
+
+    /// Turns list parameters into a store query for `R`.
+    pub fn list_spec<R: Resource>(&self, params: &ListParams) -> Result<ListSpec, ScimError> {
+        let sort_by = match &params.sort_by {
+            None => None,
+            Some(name) => Some(
+                self.catalogue()
+                    .resolve_name(R::KIND, name)
+                    .map_err(|e| ScimError::invalid_value(format!("sortBy: {e}")))?,
+            ),
+        };
+        let o = self.options();
+        Ok(ListSpec {
+            filter: params.filter.clone(),
+            sort_by,
+            descending: params.descending,
+            start_index: params.effective_start(),
+            count: params.effective_count(o.default_page_size, o.max_page_size),
+        })
+    }
+
+    /// The selection a request asks for on resources of `R`.
+    pub fn selection<R: Resource>(&self, attributes: &[String], excluded: &[String]) -> Selection {
+        Selection::parse(R::KIND, self.catalogue(), attributes, excluded)
+    }
 }
 
-/// PATCH on a group: attribute operations on its document and set operations on its
-/// membership, in one transaction.
-pub async fn patch_group(
-    state: &AppState,
-    conn: &ConnectionId,
-    id: &str,
-    expect: Option<i64>,
-    body: Value,
-) -> Result<GroupRecord, DirectoryError> {
-    let ops: Vec<PatchOperation> = patch::parse_patch(body)?;
-    let cat = &state.catalogue;
-    let plan = patch::plan_group_patch(ops, cat)?;
-    let before = std::sync::Mutex::new(None);
-    let doc_ops = plan.doc_ops;
-    let edit = |cur: &GroupRecord| {
-        if let Ok(mut b) = before.lock() {
-            *b = Some(cur.clone());
-        }
-        if doc_ops.is_empty() {
-            Ok(cur.doc.clone())
+fn edit_error(e: EditError<ScimError>) -> ScimError {
+    match e {
+        EditError::Directory(d) => d.into(),
+        EditError::Edit(s) => s,
+    }
+}
+
+/// A SCIM resource type, as one generic path for the routes (RFC 7643 §4.1, §4.2).
+pub trait Resource: Kind {
+    type Record: Send + Sync + 'static;
+
+    fn id(record: &Self::Record) -> &str;
+    fn version(record: &Self::Record) -> i64;
+
+    /// POST: a new resource from a request body.
+    fn create(
+        scim: &ScimService,
+        conn: &ConnectionId,
+        body: Value,
+    ) -> impl Future<Output = Result<Self::Record, ScimError>> + Send;
+
+    fn get(
+        scim: &ScimService,
+        conn: &ConnectionId,
+        id: &str,
+    ) -> impl Future<Output = Result<Self::Record, ScimError>> + Send;
+
+    fn list(
+        scim: &ScimService,
+        conn: &ConnectionId,
+        spec: &ListSpec,
+    ) -> impl Future<Output = Result<Page<Self::Record>, DirectoryError>> + Send;
+
+    /// PUT: replaces every writable attribute (RFC 7644 §3.5.1); read-only ones are ignored.
+    fn replace(
+        scim: &ScimService,
+        conn: &ConnectionId,
+        id: &str,
+        expect: Option<i64>,
+        body: Value,
+    ) -> impl Future<Output = Result<Self::Record, ScimError>> + Send;
+
+    /// PATCH (RFC 7644 §3.5.2): all operations or none.
+    fn patch(
+        scim: &ScimService,
+        conn: &ConnectionId,
+        id: &str,
+        expect: Option<i64>,
+        body: Value,
+    ) -> impl Future<Output = Result<Self::Record, ScimError>> + Send;
+
+    fn delete(
+        scim: &ScimService,
+        conn: &ConnectionId,
+        id: &str,
+        expect: Option<i64>,
+    ) -> impl Future<Output = Result<(), ScimError>> + Send;
+
+    /// The representations of `records`, projected by `sel`, with their read-only
+    /// references (`groups`, `members`) loaded only when the selection wants them.
+    /// `patched`: answering a PATCH, where a large group's members are left out unless
+    /// asked for by name, so a one-member change costs the same on any group.
+    fn represent(
+        scim: &ScimService,
+        caller: &Caller,
+        sel: &Selection,
+        records: &[Self::Record],
+        patched: bool,
+    ) -> impl Future<Output = Result<Vec<Value>, ScimError>> + Send;
+}
+
+impl Resource for UserKind {
+    type Record = UserRecord;
+
+    fn id(record: &UserRecord) -> &str {
+        &record.id
+    }
+
+    fn version(record: &UserRecord) -> i64 {
+        record.version
+    }
+
+    async fn create(
+        scim: &ScimService,
+        conn: &ConnectionId,
+        body: Value,
+    ) -> Result<UserRecord, ScimError> {
+        let doc = resource::user_from_body(body, scim.catalogue())?;
+        Ok(scim.directory().create_user(conn, doc).await?)
+    }
+
+    async fn get(
+        scim: &ScimService,
+        conn: &ConnectionId,
+        id: &str,
+    ) -> Result<UserRecord, ScimError> {
+        Ok(scim.directory().user(conn, id).await?)
+    }
+
+    async fn list(
+        scim: &ScimService,
+        conn: &ConnectionId,
+        spec: &ListSpec,
+    ) -> Result<Page<UserRecord>, DirectoryError> {
+        scim.directory().list_users(conn, spec).await
+    }
+
+    async fn replace(
+        scim: &ScimService,
+        conn: &ConnectionId,
+        id: &str,
+        expect: Option<i64>,
+        body: Value,
+    ) -> Result<UserRecord, ScimError> {
+        let doc = resource::user_from_body(body, scim.catalogue())?;
+        Ok(scim.directory().replace_user(conn, id, expect, doc).await?)
+    }
+
+    async fn patch(
+        scim: &ScimService,
+        conn: &ConnectionId,
+        id: &str,
+        expect: Option<i64>,
+        body: Value,
+    ) -> Result<UserRecord, ScimError> {
+        let ops = patch::parse_patch(body)?;
+        let cat = scim.catalogue();
+        scim.directory()
+            .edit_user(conn, id, expect, |doc| patch::patch_user(doc, &ops, cat))
+            .await
+            .map_err(edit_error)
+    }
+
+    async fn delete(
+        scim: &ScimService,
+        conn: &ConnectionId,
+        id: &str,
+        expect: Option<i64>,
+    ) -> Result<(), ScimError> {
+        Ok(scim.directory().delete_user(conn, id, expect).await?)
+    }
+
+    async fn represent(
+        scim: &ScimService,
+        caller: &Caller,
+        sel: &Selection,
+        records: &[UserRecord],
+        _patched: bool,
+    ) -> Result<Vec<Value>, ScimError> {
+        let mut groups = if sel.wants("groups") {
+            let ids: Vec<String> = records.iter().map(|u| u.id.clone()).collect();
+            scim.directory().groups_of(&caller.connection, &ids).await?
         } else {
-            patch::patch_group_doc(&cur.doc, &doc_ops, cat)
-        }
-    };
-    let (rec, delta) = state
-        .store
-        .modify_group(
-            conn,
-            id,
-            expect,
-            state.clock.now(),
-            Some(&edit),
-            &plan.members,
-        )
-        .await?;
-    if let Some(b) = before.into_inner().ok().flatten() {
-        group_changed(state, conn, &b, &rec, delta).await;
+            Default::default()
+        };
+        Ok(records
+            .iter()
+            .map(|u| {
+                let g = groups.remove(&u.id);
+                let full = user_json(u, g.as_deref(), &caller.base_url);
+                sel.apply(Self::KIND, scim.catalogue(), full)
+            })
+            .collect())
     }
-    Ok(rec)
 }
 
-pub async fn delete_group(
-    state: &AppState,
-    conn: &ConnectionId,
-    id: &str,
-    expect: Option<i64>,
-) -> Result<(), DirectoryError> {
-    let delta = state
-        .store
-        .delete_group(conn, id, expect, state.clock.now())
-        .await?;
-    let mut groups = vec![id.to_owned()];
-    groups.extend(delta.groups);
-    publish(state, conn, Change::GroupDeleted, delta.users, groups).await;
-    Ok(())
+impl Resource for GroupKind {
+    type Record = GroupRecord;
+
+    fn id(record: &GroupRecord) -> &str {
+        &record.id
+    }
+
+    fn version(record: &GroupRecord) -> i64 {
+        record.version
+    }
+
+    async fn create(
+        scim: &ScimService,
+        conn: &ConnectionId,
+        body: Value,
+    ) -> Result<GroupRecord, ScimError> {
+        let (doc, members) = resource::group_from_body(body, scim.catalogue())?;
+        let ids: Vec<String> = members
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| m.value)
+            .collect();
+        Ok(scim.directory().create_group(conn, doc, &ids).await?)
+    }
+
+    async fn get(
+        scim: &ScimService,
+        conn: &ConnectionId,
+        id: &str,
+    ) -> Result<GroupRecord, ScimError> {
+        Ok(scim.directory().group(conn, id).await?)
+    }
+
+    async fn list(
+        scim: &ScimService,
+        conn: &ConnectionId,
+        spec: &ListSpec,
+    ) -> Result<Page<GroupRecord>, DirectoryError> {
+        scim.directory().list_groups(conn, spec).await
+    }
+
+    /// `members`, when present, replaces the membership; when absent, the membership is
+    /// left as it is (a rename must never empty a group).
+    async fn replace(
+        scim: &ScimService,
+        conn: &ConnectionId,
+        id: &str,
+        expect: Option<i64>,
+        body: Value,
+    ) -> Result<GroupRecord, ScimError> {
+        let (doc, members) = resource::group_from_body(body, scim.catalogue())?;
+        let ids = members.map(|m| m.into_iter().map(|m| m.value).collect());
+        Ok(scim
+            .directory()
+            .replace_group(conn, id, expect, doc, ids)
+            .await?)
+    }
+
+    /// Attribute operations on the group's document and set operations on its membership,
+    /// in one transaction.
+    async fn patch(
+        scim: &ScimService,
+        conn: &ConnectionId,
+        id: &str,
+        expect: Option<i64>,
+        body: Value,
+    ) -> Result<GroupRecord, ScimError> {
+        let ops = patch::parse_patch(body)?;
+        let cat = scim.catalogue();
+        let plan = patch::plan_group_patch(ops, cat)?;
+        let doc_ops = plan.doc_ops;
+        let edit = (!doc_ops.is_empty())
+            .then_some(|doc: &GroupDoc| patch::patch_group_doc(doc, &doc_ops, cat));
+        scim.directory()
+            .edit_group(conn, id, expect, edit, &plan.members)
+            .await
+            .map_err(edit_error)
+    }
+
+    async fn delete(
+        scim: &ScimService,
+        conn: &ConnectionId,
+        id: &str,
+        expect: Option<i64>,
+    ) -> Result<(), ScimError> {
+        Ok(scim.directory().delete_group(conn, id, expect).await?)
+    }
+
+    async fn represent(
+        scim: &ScimService,
+        caller: &Caller,
+        sel: &Selection,
+        records: &[GroupRecord],
+        patched: bool,
+    ) -> Result<Vec<Value>, ScimError> {
+        let max = scim.options().patch_response_members_max;
+        let wanted: Vec<&GroupRecord> = records
+            .iter()
+            .filter(|g| {
+                sel.wants("members")
+                    && (!patched || sel.requests("members") || g.member_count <= max)
+            })
+            .collect();
+        let mut members = scim
+            .directory()
+            .members_of(&caller.connection, &wanted)
+            .await?;
+        Ok(records
+            .iter()
+            .map(|g| {
+                let m = members.remove(&g.id);
+                let full = group_json(g, m.as_deref(), &caller.base_url);
+                sel.apply(Self::KIND, scim.catalogue(), full)
+            })
+            .collect())
+    }
 }

@@ -522,53 +522,40 @@ fn write_config(dir: &std::path::Path, access: &str, extra: &str) -> std::path::
     cfg
 }
 
-/// SIGHUP reloads the access model at once; a bad file is refused and the old model stays.
+/// A reload (what `SIGHUP` does) puts a new access model in force at once; a bad file is
+/// refused, naming the key, and the old model stays. In process, against the running app.
 #[tokio::test]
-async fn sighup_reloads_the_access_model_and_refuses_a_bad_one() {
+async fn reload_puts_a_new_model_in_force_and_refuses_a_bad_one() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), ACCESS, "");
-    let db = format!("sqlite://{}/p.db", dir.path().display());
-    let p = crate::helpers::Process::start(&cfg, &db, None);
-    let client = reqwest::Client::new();
-    let u = client
-        .post(format!("{}/scim/default/v2/Users", p.base))
-        .bearer_auth(TOKEN)
-        .json(&json!({"userName": "hup@example.com"}))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let read = || async {
-        client
-            .get(format!(
-                "{}/access/v1/connections/default/users/{u}/claims",
-                p.base
-            ))
-            .bearer_auth(ACCESS_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    };
+    let db = crate::helpers::TestDb::new(Db::Sqlite).await;
+    let extra = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"{}\"\n\
+         [connections.default]\nscim_token = \"{TOKEN}\"\n",
+        db.url
+    );
+    let cfg = write_config(dir.path(), ACCESS, &extra);
+    let no_env = std::collections::HashMap::<String, String>::new();
+    let v = pimgate::config::load(&cfg, true, &no_env).unwrap();
+    let app = TestApp::start(db, v, std::sync::Arc::new(pimgate::clock::SystemClock)).await;
+    let u = app.user("hup@example.com").await;
+    let read = || async { claims(&app, &u).await.0 };
     assert_eq!(perms(&read().await), vec!["products.view"]);
 
-    // A new model: the default role gains products.create.
+    // A new model: the default role gains products.create. SIGHUP to this process reaches
+    // the running app's reload.
     write_config(
         dir.path(),
         &ACCESS.replace(
             r#"permissions = ["products.view"]"#,
             r#"permissions = ["products.view", "products.create"]"#,
         ),
-        "",
+        &extra,
     );
-    p.hup();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
     let mut seen = Vec::new();
     for _ in 0..50 {
         seen = perms(&read().await);
@@ -578,6 +565,10 @@ async fn sighup_reloads_the_access_model_and_refuses_a_bad_one() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(seen, vec!["products.create", "products.view"]);
+    assert!(matches!(
+        app.running().reload().await,
+        Ok(pimgate::Reloaded::Unchanged { .. })
+    ));
 
     // A broken model is refused; the previous one stays in force.
     write_config(
@@ -586,14 +577,20 @@ async fn sighup_reloads_the_access_model_and_refuses_a_bad_one() {
             r#"permissions = ["products.view"]"#,
             r#"permissions = ["products.vew"]"#,
         ),
-        "",
+        &extra,
     );
-    p.hup();
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let refused = app.running().reload().await.unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("access.roles.viewer.permissions"),
+        "{refused}"
+    );
     assert_eq!(
         perms(&read().await),
         vec!["products.create", "products.view"]
     );
+    app.stop().await;
 }
 
 /// `pimgate explain` and `pimgate diff-config` read the same directory the server writes.

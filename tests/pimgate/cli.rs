@@ -59,6 +59,16 @@ fn token_create_list_revoke_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/t.db", dir.path().display());
     let out = pimgate()
+        .arg("migrate")
+        .env("PIMGATE_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = pimgate()
         .args([
             "token",
             "create",
@@ -103,4 +113,45 @@ fn token_create_list_revoke_round_trip() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not configured"));
+}
+
+/// Only `serve` and `migrate` change the schema: another command on a database that is
+/// behind says so, and leaves it as it is.
+#[test]
+fn commands_other_than_serve_and_migrate_do_not_migrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/behind.db", dir.path().display());
+    let out = pimgate()
+        .args(["token", "list", "--connection", "default"])
+        .env("PIMGATE_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("behind") && err.contains("pimgate migrate"),
+        "{err}"
+    );
+    let out = pimgate()
+        .args(["token", "list", "--connection", "default"])
+        .env("PIMGATE_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the first call migrated nothing");
+    let out = pimgate()
+        .arg("migrate")
+        .env("PIMGATE_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = pimgate()
+        .args(["token", "list", "--connection", "default"])
+        .env("PIMGATE_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -94,12 +94,21 @@ async fn claims_document() {
     app.stop().await;
 }
 
+/// A name, a method, a URL, extra headers and a body.
+type Case = (
+    &'static str,
+    Method,
+    String,
+    Vec<(&'static str, String)>,
+    Option<String>,
+);
+
 #[tokio::test]
 async fn scim_error_bodies() {
     let app = app().await;
     let user = app.user("taken@example.com").await;
     let base = app.base("default");
-    let cases: Vec<(&str, Method, String, Vec<(&str, String)>, Option<String>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "401_no_token",
             Method::GET,

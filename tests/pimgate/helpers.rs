@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use pimgate::AppState;
-use pimgate::clock::SystemClock;
+use pimgate::clock::{Clock, SystemClock};
 use pimgate::config::{self, Settings};
 use pimgate::directory::events::DirectoryEvent;
+use pimgate::directory::schema::Catalogue;
 use pimgate::directory::sql::{PoolSettings, SqlStore};
-use pimgate::scim::schema::Catalogue;
+use pimgate::{App, AppState, Running};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
@@ -71,6 +71,7 @@ impl TestDb {
         }
     }
 
+    /// The test database's store, migrated.
     pub async fn store(&self) -> SqlStore {
         let store = SqlStore::open(
             &self.url,
@@ -261,17 +262,6 @@ impl Process {
     }
 }
 
-impl Process {
-    /// Sends SIGHUP (config reload).
-    pub fn hup(&self) {
-        let status = std::process::Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -279,18 +269,37 @@ impl Drop for Process {
     }
 }
 
-/// A running pimgate.
+/// A running pimgate, started in this process the way `pimgate serve` starts it.
 pub struct TestApp {
     pub addr: std::net::SocketAddr,
     pub client: reqwest::Client,
     pub state: AppState,
-    pub store: SqlStore,
+    running: Option<Running>,
     /// The Redis key prefix of this app, deleted on stop.
     redis_prefix: Option<String>,
     /// Kept alive so the database outlives the server.
     _db: TestDb,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The settings every test app starts from: `127.0.0.1:0`, the test's database, two
+/// connections (`default` and `other`) with a token each, and the access API credential.
+pub fn test_settings(db: &TestDb) -> Settings {
+    let mut settings = Settings::default();
+    settings.server.listen = "127.0.0.1:0".into();
+    settings.database.url = Some(SecretString::from(db.url.clone()));
+    settings.database.max_connections = 5;
+    for (name, token) in [("default", TOKEN), ("other", OTHER_TOKEN)] {
+        settings.connections.insert(
+            name.into(),
+            config::ConnectionSettings {
+                scim_token: Some(SecretString::from(token)),
+                ..Default::default()
+            },
+        );
+    }
+    settings.access_api.tokens = vec![SecretString::from(ACCESS_TOKEN)];
+    settings
 }
 
 impl TestApp {
@@ -306,59 +315,42 @@ impl TestApp {
     }
 
     pub async fn spawn_on(db: TestDb, tune: impl FnOnce(&mut Settings)) -> TestApp {
-        let mut settings = Settings::default();
-        settings.server.listen = "127.0.0.1:0".into();
-        settings.database.url = Some(SecretString::from(db.url.clone()));
-        settings.database.max_connections = 5;
-        for (name, token) in [("default", TOKEN), ("other", OTHER_TOKEN)] {
-            settings.connections.insert(
-                name.into(),
-                config::ConnectionSettings {
-                    scim_token: Some(SecretString::from(token)),
-                    ..Default::default()
-                },
-            );
-        }
-        settings.access_api.tokens = vec![SecretString::from(ACCESS_TOKEN)];
+        let mut settings = test_settings(&db);
         tune(&mut settings);
-        let redis_prefix = settings
+        let v = config::validate(settings).unwrap();
+        Self::start(db, v, Arc::new(SystemClock)).await
+    }
+
+    /// Starts validated settings on `db` with `clock`.
+    pub async fn start(db: TestDb, v: config::Validated, clock: Arc<dyn Clock>) -> TestApp {
+        let redis_prefix = v
+            .settings
             .redis
             .url
             .as_ref()
-            .map(|_| settings.redis.key_prefix.clone());
-        let v = config::validate(settings).unwrap();
-        let catalogue = Arc::new(Catalogue::load().unwrap());
-        let store = pimgate::open_store(&v, catalogue.clone()).await.unwrap();
-        let state = pimgate::build_state(
-            &v,
-            Arc::new(store.clone()),
-            Arc::new(SystemClock),
-            catalogue,
-        )
-        .await
-        .unwrap();
+            .map(|_| v.settings.redis.key_prefix.clone());
         let listener = tokio::net::TcpListener::bind(v.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let run_state = state.clone();
-        let opts = pimgate::serve_options(&v);
-        let handle = tokio::spawn(async move {
-            pimgate::run(run_state, opts, listener, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
+        let app = App::build(v, clock).await.unwrap();
+        let state = app.state().clone();
+        let running = app.serve(listener, async {
+            let _ = rx.await;
         });
         TestApp {
             addr,
             client: reqwest::Client::new(),
             state,
-            store,
+            running: Some(running),
             redis_prefix,
             _db: db,
             shutdown: Some(tx),
-            handle: Some(handle),
         }
+    }
+
+    /// The running app (reload, store).
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().unwrap()
     }
 
     /// The SCIM base URL of a connection.
@@ -367,7 +359,7 @@ impl TestApp {
     }
 
     pub fn events(&self) -> broadcast::Receiver<DirectoryEvent> {
-        self.state.events.subscribe()
+        self.state.scim.directory().events().subscribe()
     }
 
     /// A request to `path` (relative to the default connection's base) with the default token.
@@ -480,10 +472,9 @@ impl TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(h) = self.handle.take() {
-            let _ = h.await;
+        if let Some(running) = self.running.take() {
+            running.wait().await.unwrap();
         }
-        self.store.close().await;
         if let Some(prefix) = self.redis_prefix.take() {
             delete_redis_prefix(&prefix).await;
         }

@@ -24,7 +24,7 @@ async fn healthz_and_readyz_answer() {
 #[tokio::test]
 async fn readyz_fails_when_the_store_is_gone() {
     let app = TestApp::spawn(Db::Sqlite).await;
-    app.store.close().await;
+    app.running().store().close().await;
     let resp = app
         .client
         .get(format!("http://{}/readyz", app.addr))

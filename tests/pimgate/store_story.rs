@@ -1,12 +1,16 @@
 //! The store story: one sequence of directory operations run against each backend through
-//! the `Store` trait, so SQLite and PostgreSQL are held to the same contract.
+//! the store roles (users, groups and membership, credentials), so SQLite and PostgreSQL are
+//! held to the same contract.
 
 use std::sync::Arc;
 
+use pimgate::clock::Timestamp;
+use pimgate::connections::ConnectionId;
+use pimgate::directory::schema::Catalogue;
 use pimgate::directory::{
-    ConnectionId, DirectoryError, GroupDoc, ListSpec, MemberOp, Store, Timestamp, TokenRow, UserDoc,
+    CredentialStore, DirectoryError, GroupDoc, GroupStore, ListSpec, MemberOp, TokenRow, UserDoc,
+    UserStore,
 };
-use pimgate::scim::schema::Catalogue;
 use serde_json::{Map, Value, json};
 
 use crate::helpers::{Db, TestDb};
@@ -58,7 +62,10 @@ async fn story(backend: Db) {
     let dup = store
         .create_user(&a, user("ann@example.COM", json!({})), t0)
         .await;
-    assert!(matches!(dup, Err(DirectoryError::Uniqueness(_))), "{dup:?}");
+    assert!(
+        matches!(dup, Err(DirectoryError::Conflict { .. })),
+        "{dup:?}"
+    );
     let ann_b = store
         .create_user(&b, user("ann@example.com", json!({})), t0)
         .await
@@ -109,34 +116,35 @@ async fn story(backend: Db) {
 
     // Update under a row lock; unchanged documents keep their version.
     let same = store
-        .update_user(&a, &bob.id, None, t0, &|cur| Ok(cur.doc.clone()))
+        .update_user(&a, &bob.id, None, bob.doc.clone(), t0)
         .await
         .unwrap();
-    assert_eq!(same.version, 1);
+    assert_eq!(same.after.version, 1);
+    assert_eq!(same.before, same.after);
     let renamed = store
-        .update_user(&a, &bob.id, Some(1), Timestamp(t0.0 + 1), &|_| {
-            Ok(user("robert", json!({})))
-        })
+        .update_user(
+            &a,
+            &bob.id,
+            Some(1),
+            user("robert", json!({})),
+            Timestamp(t0.0 + 1),
+        )
         .await
         .unwrap();
-    assert_eq!(renamed.version, 2);
+    assert_eq!(renamed.after.version, 2);
+    assert_eq!(renamed.before.doc.user_name(), "bob");
     let stale = store
-        .update_user(&a, &bob.id, Some(1), t0, &|_| Ok(user("x", json!({}))))
+        .update_user(&a, &bob.id, Some(1), user("x", json!({})), t0)
         .await;
     assert!(
-        matches!(
-            stale,
-            Err(DirectoryError::PreconditionFailed { current: 2 })
-        ),
+        matches!(stale, Err(DirectoryError::VersionMismatch { current: 2 })),
         "{stale:?}"
     );
     let clash = store
-        .update_user(&a, &bob.id, None, t0, &|_| {
-            Ok(user("ANN@example.com", json!({})))
-        })
+        .update_user(&a, &bob.id, None, user("ANN@example.com", json!({})), t0)
         .await;
     assert!(
-        matches!(clash, Err(DirectoryError::Uniqueness(_))),
+        matches!(clash, Err(DirectoryError::Conflict { .. })),
         "{clash:?}"
     );
 
@@ -160,44 +168,47 @@ async fn story(backend: Db) {
             &a,
             &foreign.id,
             None,
-            t0,
             None,
             &[MemberOp::Add(vec![foreign.id.clone()])],
+            t0,
         )
         .await;
     assert!(
-        matches!(own, Err(DirectoryError::Invalid { .. })),
+        matches!(own, Err(DirectoryError::InvalidValue { .. })),
         "a group cannot contain itself"
     );
-    let (g2, delta) = store
+    let change = store
         .modify_group(
             &a,
             &g.id,
             None,
-            t0,
             None,
             &[MemberOp::Add(vec![ann.id.clone(), bob.id.clone()])],
+            t0,
         )
         .await
         .unwrap();
     assert_eq!(
-        delta.users,
+        change.members.users,
         vec![bob.id.clone()],
         "only the new member is reported"
     );
+    let g2 = change.record.after;
     assert_eq!((g2.member_count, g2.version), (2, 2));
-    let (g3, delta) = store
+    assert_eq!(change.record.before.member_count, 1);
+    let change = store
         .modify_group(
             &a,
             &g.id,
             None,
-            t0,
             None,
             &[MemberOp::Remove(vec![ann.id.clone(), "nobody".into()])],
+            t0,
         )
         .await
         .unwrap();
-    assert_eq!(delta.users, vec![ann.id.clone()]);
+    assert_eq!(change.members.users, vec![ann.id.clone()]);
+    let g3 = change.record.after;
     assert_eq!(g3.member_count, 1);
     let members = store
         .group_members(&a, std::slice::from_ref(&g.id))
@@ -230,12 +241,12 @@ async fn story(backend: Db) {
             &a,
             &g.id,
             None,
-            t0,
             None,
             &[
                 MemberOp::Add(vec![ann.id.clone()]),
                 MemberOp::Add(vec![g.id.clone()]),
             ],
+            t0,
         )
         .await;
     assert!(failed.is_err());
@@ -244,7 +255,8 @@ async fn story(backend: Db) {
 
     // Deleting a user removes its memberships and bumps the groups it left.
     let left = store.delete_user(&a, &bob.id, None, t0).await.unwrap();
-    assert_eq!(left, vec![g.id.clone()]);
+    assert_eq!(left.members.groups, vec![g.id.clone()]);
+    assert_eq!(left.before.id, bob.id);
     let after = store.get_group(&a, &g.id).await.unwrap().unwrap();
     assert_eq!(after.member_count, 0);
     assert!(
@@ -256,8 +268,8 @@ async fn story(backend: Db) {
     );
 
     // Deleting a group.
-    let delta = store.delete_group(&a, &g.id, None, t0).await.unwrap();
-    assert!(delta.users.is_empty());
+    let removed = store.delete_group(&a, &g.id, None, t0).await.unwrap();
+    assert!(removed.members.users.is_empty());
     assert!(store.get_group(&a, &g.id).await.unwrap().is_none());
 
     // Tokens: found by hash, listed per connection, revoked.
@@ -313,7 +325,7 @@ async fn concurrent_member_adds(backend: Db) {
             let (c, gid, id) = (c.clone(), g.id.clone(), id.clone());
             tokio::spawn(async move {
                 store
-                    .modify_group(&c, &gid, None, t0, None, &[MemberOp::Add(vec![id])])
+                    .modify_group(&c, &gid, None, None, &[MemberOp::Add(vec![id])], t0)
                     .await
                     .unwrap();
             })

@@ -107,6 +107,9 @@ pub(crate) trait DialectExt {
     fn begin_write(self) -> &'static str;
     /// Row-lock suffix for the SELECT that starts a read-modify-write.
     fn for_update(self) -> &'static str;
+    /// A query whose one row and column counts the tables named `table` (0 or 1) in the
+    /// database (SQLite) or the current schema (PostgreSQL). `table` is a constant.
+    fn table_exists(self, table: &str) -> String;
 }
 
 fn sqlite_path(keys: &[&str]) -> String {
@@ -205,6 +208,18 @@ impl DialectExt for Backend {
         match self {
             Backend::Sqlite => "",
             Backend::Postgres => " FOR UPDATE",
+        }
+    }
+
+    fn table_exists(self, table: &str) -> String {
+        match self {
+            Backend::Sqlite => format!(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '{table}'"
+            ),
+            Backend::Postgres => format!(
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = '{table}'"
+            ),
         }
     }
 }

@@ -14,8 +14,10 @@
 use scim_v2::filter::{AttrExp, AttrPath, CompValue, CompareOp, Filter, ValFilter, ValuePath};
 
 use super::dialect::{Bind, DialectExt, Sql};
-use crate::directory::{Backend, DirectoryError, InvalidKind, ResourceKind, Timestamp};
-use crate::scim::schema::{AttrDef, AttrHome, AttrType, Catalogue, ResolvedAttr};
+use crate::clock::Timestamp;
+use crate::directory::error::{DirectoryError, FilterError};
+use crate::directory::model::{Backend, ResourceKind};
+use crate::directory::schema::{AttrDef, AttrHome, AttrType, Catalogue, ResolvedAttr};
 
 /// Where a compared value lives.
 #[derive(Debug, Clone)]
@@ -63,7 +65,15 @@ impl Fold {
 }
 
 fn invalid_filter(detail: impl Into<String>) -> DirectoryError {
-    DirectoryError::invalid(InvalidKind::InvalidFilter, detail)
+    FilterError::Mismatch(detail.into()).into()
+}
+
+fn not_filterable(attr: impl Into<String>) -> DirectoryError {
+    FilterError::NotFilterable(attr.into()).into()
+}
+
+fn unknown(attr: impl Into<String>) -> DirectoryError {
+    FilterError::UnknownAttribute(attr.into()).into()
 }
 
 /// The JSON keys (from the document root) of a resolved attribute.
@@ -94,11 +104,7 @@ fn target(kind: ResourceKind, r: &ResolvedAttr) -> Result<Target, DirectoryError
         (_, AttrHome::Common, "meta.lastModified") => {
             Some(column("r.last_modified", AttrType::DateTime, Fold::None))
         }
-        (_, AttrHome::Common, other) => {
-            return Err(invalid_filter(format!(
-                "{other} cannot be used in a filter"
-            )));
-        }
+        (_, AttrHome::Common, other) => return Err(not_filterable(other)),
         (ResourceKind::User, AttrHome::Core, "userName") => {
             Some(column("r.user_name_lc", AttrType::String, Fold::Bind))
         }
@@ -120,10 +126,10 @@ fn target(kind: ResourceKind, r: &ResolvedAttr) -> Result<Target, DirectoryError
             fold: Fold::Sql,
         }),
         (ResourceKind::Group, AttrHome::Core, d) if d.starts_with("members") => {
-            return Err(invalid_filter(format!("{d} cannot be used in a filter")));
+            return Err(not_filterable(d));
         }
         (ResourceKind::User, AttrHome::Core, d) if d.starts_with("groups") => {
-            return Err(invalid_filter(format!("{d} cannot be used in a filter")));
+            return Err(not_filterable(d));
         }
         _ => None,
     };
@@ -196,8 +202,7 @@ fn resolve(
     cat: &Catalogue,
     path: &AttrPath,
 ) -> Result<ResolvedAttr, DirectoryError> {
-    cat.resolve(kind, path)
-        .map_err(|e| invalid_filter(e.to_string()))
+    cat.resolve(kind, path).map_err(|e| unknown(e.0))
 }
 
 fn compile_attr_exp(
@@ -290,10 +295,7 @@ fn compile_value_path(
         return Ok(());
     }
     if matches!(resolved.home, AttrHome::Common) || resolved.attr.name == "groups" {
-        return Err(invalid_filter(format!(
-            "{} cannot be used in a filter",
-            resolved.dotted()
-        )));
+        return Err(not_filterable(resolved.dotted()));
     }
     let keys = json_keys(&resolved);
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
@@ -302,9 +304,10 @@ fn compile_value_path(
         .push(&from)
         .push(" WHERE ");
     compile_val_filter(&vp.filter, &resolved.attr, sql, &|exp, sub| {
-        let def = resolved.attr.sub(sub).ok_or_else(|| {
-            invalid_filter(format!("unknown attribute {}.{sub}", resolved.attr.name))
-        })?;
+        let def = resolved
+            .attr
+            .sub(sub)
+            .ok_or_else(|| unknown(format!("{}.{sub}", resolved.attr.name)))?;
         Ok((
             json_expr(backend, &elem, &[def.name.as_str()], def, exp),
             Fold::for_json(def),
@@ -324,9 +327,7 @@ pub(crate) fn compile_member_filter(
     compile_val_filter(filter, members, sql, &|_, sub| match sub {
         "value" => Ok(("m.member_id".to_owned(), Fold::None)),
         "type" => Ok(("m.member_type".to_owned(), Fold::Sql)),
-        other => Err(invalid_filter(format!(
-            "members.{other} cannot be used in a filter"
-        ))),
+        other => Err(not_filterable(format!("members.{other}"))),
     })
 }
 
@@ -351,9 +352,9 @@ fn compile_val_filter(
                     parent.name
                 )));
             }
-            let def = parent.sub(&path.name).ok_or_else(|| {
-                invalid_filter(format!("unknown attribute {}.{}", parent.name, path.name))
-            })?;
+            let def = parent
+                .sub(&path.name)
+                .ok_or_else(|| unknown(format!("{}.{}", parent.name, path.name)))?;
             let (expr, fold) = sub_expr(exp, &def.name)?;
             leaf(exp, &expr, def.ty, fold, sql)
         }
@@ -532,12 +533,7 @@ pub(crate) fn sort_expr(
     r: &ResolvedAttr,
     backend: Backend,
 ) -> Result<String, DirectoryError> {
-    let bad = || {
-        DirectoryError::invalid(
-            InvalidKind::InvalidValue,
-            format!("sortBy: {} cannot be sorted on", r.dotted()),
-        )
-    };
+    let bad = || DirectoryError::Unsortable(r.dotted());
     match target(kind, r).map_err(|_| bad())? {
         Target::Column { expr, .. } => Ok(expr),
         Target::Emails => {

@@ -1,19 +1,21 @@
-//! The attribute catalogue: the RFC 7643 §8.7 schema definitions (User, enterprise User
-//! extension, Group) shipped by `scim_v2`, indexed for the case-insensitive attribute lookup
-//! that RFC 7643 §2.1 requires ("Attribute names are case insensitive").
+//! The attribute catalogue: the data model of the directory, the RFC 7643 §8.7 schema
+//! definitions (User, enterprise User extension, Group) shipped by `scim_v2`, indexed for the
+//! case-insensitive attribute lookup that RFC 7643 §2.1 requires ("Attribute names are case
+//! insensitive").
 //!
-//! Filters, sorting, PATCH paths, body normalisation and attribute projection all resolve
-//! attribute names here, so one table decides canonical spelling, type, `caseExact`,
-//! `mutability` and `returned` for every code path.
+//! The store compiles filters and sort keys against it; the SCIM layer resolves PATCH paths,
+//! normalises bodies and projects attributes with it, and serves it as `/Schemas`. One table
+//! decides canonical spelling, type, `caseExact`, `mutability` and `returned` for every code
+//! path. It lives with the directory because the directory stores exactly what it describes.
 
 use scim_v2::filter::AttrPath;
 use scim_v2::models::scim_schema::{Attributes, Schema, SubAttributes, get_schemas};
 
-use crate::directory::ResourceKind;
+use super::model::ResourceKind;
 
 pub const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
-pub use crate::directory::doc::ENTERPRISE_URN;
+pub use super::doc::ENTERPRISE_URN;
 
 /// RFC 7643 §2.3 attribute data types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

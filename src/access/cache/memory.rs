@@ -1,0 +1,173 @@
+//! The in-process claims cache: the same contract as Redis for a single replica, with a
+//! mutex. Epochs come from one counter, so a token is `max(user epoch, global epoch)`, and
+//! `put` checks the token under the lock. It is bounded; users without an entry share one
+//! "floor" epoch, so forgetting a user never lets an old token come back.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Mutex, PoisonError};
+
+use super::{ClaimsCache, Epoch, Lookup};
+use crate::connections::ConnectionId;
+
+/// Claims cached in this process: for a single replica without Redis. Bounded to
+/// `max_entries` (an arbitrary entry goes when full); `MemoryCache::new(0)` caches nothing.
+pub struct MemoryCache {
+    max_entries: usize,
+    state: Mutex<MemoryState>,
+}
+
+impl fmt::Debug for MemoryCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryCache")
+            .field("max_entries", &self.max_entries)
+            .field("entries", &self.lock().len)
+            .finish()
+    }
+}
+
+#[derive(Default)]
+pub(super) struct MemoryState {
+    /// The last epoch handed out: user and global epochs share this counter, so a token can
+    /// be `max(user epoch, global epoch)` and still change whenever either moves.
+    last: u64,
+    global: u64,
+    /// The epoch of every user without an entry. Invalidations raise it: a user without an
+    /// entry may have a reader in flight, whose token must die.
+    floor: u64,
+    entries: HashMap<ConnectionId, HashMap<String, MemoryEntry>>,
+    pub(super) len: usize,
+}
+
+/// A cached claim. Entries in the map are always current: every invalidation removes them,
+/// and `put` stores only under the current token.
+struct MemoryEntry {
+    /// The user's epoch (the floor when the entry was stored).
+    epoch: u64,
+    version: String,
+    claims: String,
+}
+
+impl MemoryState {
+    fn entry(&self, conn: &ConnectionId, user_id: &str) -> Option<&MemoryEntry> {
+        self.entries.get(conn).and_then(|m| m.get(user_id))
+    }
+
+    fn token(&self, conn: &ConnectionId, user_id: &str) -> u64 {
+        let user = self.entry(conn, user_id).map_or(self.floor, |e| e.epoch);
+        user.max(self.global)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.last += 1;
+        self.last
+    }
+
+    fn remove(&mut self, conn: &ConnectionId, user_id: &str) {
+        let Some(users) = self.entries.get_mut(conn) else {
+            return;
+        };
+        if users.remove(user_id).is_some() {
+            self.len -= 1;
+        }
+        if users.is_empty() {
+            self.entries.remove(conn);
+        }
+    }
+
+    /// Drops one entry. Its user falls back to the floor epoch, which is at least the
+    /// entry's own (the floor never goes down), so no old token can come back.
+    fn evict_one(&mut self) {
+        let victim = self
+            .entries
+            .iter()
+            .find_map(|(conn, users)| users.keys().next().map(|u| (conn.clone(), u.clone())));
+        if let Some((conn, user)) = victim {
+            self.remove(&conn, &user);
+        }
+    }
+}
+
+impl MemoryCache {
+    /// An empty cache holding at most `max_entries` users' claims.
+    pub fn new(max_entries: usize) -> Self {
+        Self {
+            max_entries,
+            state: Mutex::new(MemoryState::default()),
+        }
+    }
+
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, MemoryState> {
+        // Every update leaves the state consistent before anything can panic.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl ClaimsCache for MemoryCache {
+    async fn get(&self, conn: &ConnectionId, user_id: &str, config_version: &str) -> Lookup {
+        let state = self.lock();
+        match state.entry(conn, user_id) {
+            Some(e) if e.version == config_version => Lookup::Hit(e.claims.clone()),
+            _ => Lookup::Miss(Epoch(state.token(conn, user_id))),
+        }
+    }
+
+    async fn put(
+        &self,
+        conn: &ConnectionId,
+        user_id: &str,
+        config_version: &str,
+        epoch: Epoch,
+        claims: &str,
+    ) {
+        if self.max_entries == 0 || !epoch.is_cacheable() {
+            return;
+        }
+        let mut state = self.lock();
+        if state.token(conn, user_id) != epoch.0 {
+            return; // invalidated since the miss: these claims may be stale
+        }
+        if let Some(e) = state.entries.get_mut(conn).and_then(|m| m.get_mut(user_id)) {
+            config_version.clone_into(&mut e.version);
+            claims.clone_into(&mut e.claims);
+            return;
+        }
+        if state.len >= self.max_entries {
+            state.evict_one();
+        }
+        let entry = MemoryEntry {
+            epoch: state.floor,
+            version: config_version.to_owned(),
+            claims: claims.to_owned(),
+        };
+        state
+            .entries
+            .entry(conn.clone())
+            .or_default()
+            .insert(user_id.to_owned(), entry);
+        state.len += 1;
+    }
+
+    async fn invalidate(&self, conn: &ConnectionId, user_ids: &[String]) {
+        if user_ids.is_empty() {
+            return;
+        }
+        let mut state = self.lock();
+        for u in user_ids {
+            state.remove(conn, u);
+        }
+        state.floor = state.next();
+    }
+
+    async fn invalidate_all(&self) {
+        let mut state = self.lock();
+        state.entries.clear();
+        state.len = 0;
+        state.global = state.next();
+    }
+
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+}

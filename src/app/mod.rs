@@ -1,0 +1,262 @@
+//! The application shell: everything pimgate runs, built once from validated configuration
+//! ([`App::build`]), and the server as a function of a listener and a shutdown future
+//! ([`run`]). `main.rs`, the integration tests and the benchmarks all start pimgate here.
+//!
+//! - [`state`]: [`AppState`], one handle per capability, reached through `FromRef`;
+//! - [`router`]: every feature's router, merged once, and the middleware;
+//! - [`reload`]: putting a changed configuration in force while running (`SIGHUP`).
+//!
+//! Only `serve` (through [`run`]) and `pimgate migrate` ([`migrate`]) change the database
+//! schema; the other commands open it with [`open_store`], which says so when it is behind.
+
+mod reload;
+mod router;
+mod state;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use self::reload::Reloaded;
+pub use self::router::{ServeOptions, router};
+pub use self::state::AppState;
+use crate::access::AccessService;
+use crate::access::cache::claims_cache;
+use crate::access::routes::AccessApiKeys;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{ConfigError, ConfigSource, Validated};
+use crate::directory::events::{EventBus, audit_log};
+use crate::directory::schema::{Catalogue, CatalogueError};
+use crate::directory::sql::{OpenError, PoolSettings, SqlStore};
+use crate::directory::{Directory, Stores};
+use crate::ops::Readiness;
+use crate::redis::{Redis, RedisConfigError, RedisOptions};
+use crate::scim::{ScimOptions, ScimService};
+
+/// Why pimgate could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Catalogue(#[from] CatalogueError),
+    #[error(transparent)]
+    Store(#[from] OpenError),
+    #[error(transparent)]
+    Redis(#[from] RedisConfigError),
+    #[error("serving failed: {0}")]
+    Serve(#[from] std::io::Error),
+    #[error("the server stopped unexpectedly: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Opens the store the configuration names, leaving its schema as it is, and checks that
+/// the schema is current (`pimgate migrate` brings it up to date).
+pub async fn open_store(config: &Validated) -> Result<SqlStore, RunError> {
+    let store = open(config, Arc::new(Catalogue::load()?)).await?;
+    store.check_schema().await?;
+    Ok(store)
+}
+
+/// Applies the database migrations the configuration's store needs.
+pub async fn migrate(config: &Validated) -> Result<(), RunError> {
+    let store = open(config, Arc::new(Catalogue::load()?)).await?;
+    store.migrate().await?;
+    store.close().await;
+    Ok(())
+}
+
+async fn open(config: &Validated, catalogue: Arc<Catalogue>) -> Result<SqlStore, OpenError> {
+    SqlStore::open(
+        config.database_url.expose_secret(),
+        &PoolSettings {
+            max_connections: config.settings.database.max_connections,
+            ..PoolSettings::default()
+        },
+        catalogue,
+    )
+    .await
+}
+
+/// Everything pimgate runs, built and not yet serving.
+pub struct App {
+    state: AppState,
+    store: SqlStore,
+    request_timeout: Duration,
+    source: Option<ConfigSource>,
+}
+
+impl App {
+    /// Opens and migrates the store, connects Redis (when configured) and builds every
+    /// service. An unreachable Redis is not an error: pimgate starts without it and uses it
+    /// once it answers.
+    pub async fn build(config: Validated, clock: Arc<dyn Clock>) -> Result<App, RunError> {
+        let catalogue = Arc::new(Catalogue::load()?);
+        let store = open(&config, catalogue.clone()).await?;
+        store.migrate().await?;
+        let stores = Stores::of(Arc::new(store.clone()));
+        let redis = match &config.settings.redis.url {
+            Some(url) => Some(
+                Redis::connect(
+                    url.expose_secret(),
+                    &config.settings.redis.key_prefix,
+                    RedisOptions {
+                        clock: clock.clone(),
+                        ..RedisOptions::default()
+                    },
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        let registry = Arc::new(config.connections.clone());
+        let access = AccessService::new(
+            &stores,
+            claims_cache(redis),
+            config.access.clone(),
+            registry.clone(),
+        );
+        tracing::info!(
+            backend = ?store_backend(&stores),
+            cache = access.cache_kind(),
+            access_model = access.model().version(),
+            "pimgate built"
+        );
+        // Claims are invalidated by every committed change before it is acknowledged.
+        let events = EventBus::new(1024).with_listener(Arc::new(access.clone()));
+        let directory = Directory::new(&stores, clock, events);
+        let s = &config.settings;
+        let scim = ScimService::new(
+            directory,
+            catalogue,
+            registry,
+            stores.credentials.clone(),
+            ScimOptions {
+                default_page_size: s.scim.default_page_size,
+                max_page_size: s.scim.max_page_size,
+                patch_response_members_max: s.scim.patch_response_members_max,
+                max_body_bytes: s.server.max_body_bytes,
+                public_url: config.public_url.clone(),
+            },
+        );
+        let state = AppState {
+            scim,
+            access,
+            access_api: AccessApiKeys::new(config.access_api_tokens.clone()),
+            readiness: Readiness::new(stores.health.clone()),
+        };
+        Ok(App {
+            state,
+            store,
+            request_timeout: Duration::from_secs(s.server.request_timeout_seconds),
+            source: config.source,
+        })
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Starts serving on `listener` until `shutdown` resolves, then stops accepting and
+    /// drains in-flight requests. With a configuration file behind it, `SIGHUP` reloads it.
+    pub fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Running {
+        let mut tasks = vec![tokio::spawn(audit_log(
+            self.state.scim.directory().events().subscribe(),
+        ))];
+        if let Some(source) = &self.source {
+            tasks.push(tokio::spawn(reload::on_sighup(
+                self.state.access.clone(),
+                source.clone(),
+            )));
+        }
+        let app = router(
+            self.state.clone(),
+            &ServeOptions {
+                request_timeout: self.request_timeout,
+            },
+        );
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        });
+        Running {
+            state: self.state,
+            store: self.store,
+            source: self.source,
+            server,
+            tasks,
+        }
+    }
+}
+
+fn store_backend(stores: &Stores) -> crate::directory::Backend {
+    stores.health.backend()
+}
+
+/// A serving pimgate.
+pub struct Running {
+    state: AppState,
+    store: SqlStore,
+    source: Option<ConfigSource>,
+    server: JoinHandle<std::io::Result<()>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The store, for operators' tools and tests that take it away.
+    pub fn store(&self) -> &SqlStore {
+        &self.store
+    }
+
+    /// Reads the configuration again from where it came from and puts what changed in force
+    /// (what `SIGHUP` does). A configuration that does not validate is refused and the
+    /// running one stays.
+    pub async fn reload(&self) -> Result<Reloaded, ConfigError> {
+        match &self.source {
+            Some(source) => reload::reload(&self.state.access, source).await,
+            None => Ok(Reloaded::NoSource),
+        }
+    }
+
+    /// Waits until the server has stopped (after `shutdown`), then closes the store.
+    pub async fn wait(self) -> Result<(), RunError> {
+        let served = self.server.await;
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.store.close().await;
+        served??;
+        Ok(())
+    }
+}
+
+/// Starts pimgate on `listener` with `config` and the system clock (see [`App::serve`]).
+pub async fn start(
+    config: Validated,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Running, RunError> {
+    Ok(App::build(config, Arc::new(SystemClock))
+        .await?
+        .serve(listener, shutdown))
+}
+
+/// Runs pimgate on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: Validated,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    start(config, listener, shutdown).await?.wait().await
+}

@@ -1,0 +1,227 @@
+//! The directory's vocabulary: resource kinds, stored records, membership, list requests, and
+//! what a committed write changed.
+
+use scim_v2::filter::{Filter, ValFilter};
+
+use super::doc::{GroupDoc, UserDoc};
+use super::schema::ResolvedAttr;
+use crate::clock::Timestamp;
+use crate::connections::ConnectionId;
+
+/// The two resource types the directory holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum ResourceKind {
+    User,
+    Group,
+}
+
+impl ResourceKind {
+    /// The resource type name (`meta.resourceType`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::User => "User",
+            ResourceKind::Group => "Group",
+        }
+    }
+
+    /// The collection path segment (`/Users`, `/Groups`).
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            ResourceKind::User => "Users",
+            ResourceKind::Group => "Groups",
+        }
+    }
+}
+
+impl std::fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A user as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    pub id: String,
+    pub doc: UserDoc,
+    pub created: Timestamp,
+    pub last_modified: Timestamp,
+    /// Incremented on every committed change; the ETag is `W/"<version>"`.
+    pub version: i64,
+}
+
+/// A group as stored. Its members are rows of their own and are loaded only on request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupRecord {
+    pub id: String,
+    pub doc: GroupDoc,
+    pub created: Timestamp,
+    pub last_modified: Timestamp,
+    pub version: i64,
+    /// Kept exact by every membership change, so a group's size is known without counting.
+    pub member_count: i64,
+}
+
+/// What a member of a group is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MemberKind {
+    User,
+    Group,
+}
+
+impl MemberKind {
+    pub fn as_str(self) -> &'static str {
+        self.resource().as_str()
+    }
+
+    /// The resource kind a member of this kind is.
+    pub fn resource(self) -> ResourceKind {
+        match self {
+            MemberKind::User => ResourceKind::User,
+            MemberKind::Group => ResourceKind::Group,
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        if raw.eq_ignore_ascii_case("user") {
+            Some(MemberKind::User)
+        } else if raw.eq_ignore_ascii_case("group") {
+            Some(MemberKind::Group)
+        } else {
+            None
+        }
+    }
+}
+
+/// One member of a group, as read back.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MemberRef {
+    pub id: String,
+    pub kind: MemberKind,
+}
+
+/// One group a user belongs to, as read back into the user's `groups` attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRef {
+    pub id: String,
+    pub display: String,
+}
+
+/// One group a user belongs to, directly or through nested groups, with the attributes
+/// mapping rules match on: what the access model reads about a user's groups.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct IdpGroup {
+    /// pimgate's id of the group.
+    pub id: String,
+    /// The IdP's own id of the group (Entra: the group object id).
+    pub external_id: Option<String>,
+    pub display_name: String,
+    /// Set when the membership is indirect: the id of the nested group the user is in.
+    pub via: Option<String>,
+}
+
+/// A set operation on a group's membership. Applied in order, inside the transaction that
+/// also bumps the group's version, so concurrent changes to one group serialize on its row
+/// and lose nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MemberOp {
+    /// Adds these members (ids of users or groups of the same connection); already-present
+    /// members are left alone; ids that name nothing in the connection are skipped.
+    Add(Vec<String>),
+    /// Removes exactly these members; absent ones are ignored.
+    Remove(Vec<String>),
+    /// Removes the members matching a filter over `value` and `type` (`members[...]`).
+    RemoveWhere(ValFilter),
+    /// Removes every member.
+    RemoveAll,
+}
+
+/// Who a committed membership change touched.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MembershipDelta {
+    /// Users whose membership of the group changed (added or removed).
+    pub users: Vec<String>,
+    /// Groups whose membership of the group changed (nested groups).
+    pub groups: Vec<String>,
+}
+
+impl MembershipDelta {
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.groups.is_empty()
+    }
+}
+
+/// A committed change of one record: what it was and what it is. When nothing changed (an
+/// IdP re-sending an unchanged resource), `before == after` and no version was spent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change<R> {
+    pub before: R,
+    pub after: R,
+}
+
+/// A committed change of a group: its record before and after, and whose membership changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupChange {
+    pub record: Change<GroupRecord>,
+    pub members: MembershipDelta,
+}
+
+/// A deleted record and the memberships its deletion removed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Removed<R> {
+    pub before: R,
+    pub members: MembershipDelta,
+}
+
+/// A list request as the store sees it: a parsed filter, an order and a window.
+#[derive(Debug, Clone)]
+pub struct ListSpec {
+    /// The RFC 7644 §3.4.2.2 filter expression: the directory's query language over the
+    /// RFC 7643 attributes it stores.
+    pub filter: Option<Filter>,
+    /// The attribute to sort by, already resolved against the schema; `None` keeps the
+    /// stable insertion order.
+    pub sort_by: Option<ResolvedAttr>,
+    pub descending: bool,
+    /// 1-based index of the first result (RFC 7644 §3.4.2.4).
+    pub start_index: i64,
+    /// Page size; 0 asks for the total only.
+    pub count: i64,
+}
+
+impl ListSpec {
+    /// Up to `count` records matching `filter`, in insertion order.
+    pub fn filtered(filter: Filter, count: i64) -> Self {
+        Self {
+            filter: Some(filter),
+            sort_by: None,
+            descending: false,
+            start_index: 1,
+            count,
+        }
+    }
+}
+
+/// One page of results and the total number of matches.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub total: i64,
+    pub items: Vec<T>,
+}
+
+/// A stored SCIM bearer token (only its hash is ever stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: String,
+    pub connection: ConnectionId,
+    pub hash: [u8; 32],
+    pub label: String,
+    pub created: Timestamp,
+}
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}

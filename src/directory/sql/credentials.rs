@@ -1,0 +1,85 @@
+//! The credentials role: SCIM bearer tokens made with `pimgate token create`, kept as the
+//! hex SHA-256 of the secret.
+
+use async_trait::async_trait;
+use sqlx::Row as _;
+use sqlx::any::AnyRow;
+
+use super::{SqlStore, timestamp, uniqueness};
+use crate::connections::ConnectionId;
+use crate::directory::error::DirectoryError;
+use crate::directory::model::TokenRow;
+use crate::directory::store::CredentialStore;
+
+const COLUMNS: &str = "SELECT id, connection, token_hash, label, created FROM scim_tokens";
+
+fn token_from_row(row: &AnyRow) -> Result<TokenRow, DirectoryError> {
+    let conn: String = row.try_get(1)?;
+    let hash_hex: String = row.try_get(2)?;
+    let mut hash = [0u8; 32];
+    hex::decode_to_slice(&hash_hex, &mut hash)
+        .map_err(|_| DirectoryError::corrupt("token hash"))?;
+    Ok(TokenRow {
+        id: row.try_get(0)?,
+        connection: ConnectionId::parse(&conn)
+            .map_err(|e| DirectoryError::corrupt(e.to_string()))?,
+        hash,
+        label: row.try_get(3)?,
+        created: timestamp(row, 4)?,
+    })
+}
+
+#[async_trait]
+impl CredentialStore for SqlStore {
+    async fn insert_token(&self, token: &TokenRow) -> Result<(), DirectoryError> {
+        let mut ins = self.sql();
+        ins.push("INSERT INTO scim_tokens (id, connection, token_hash, label, created) VALUES (")
+            .bind_text(token.id.as_str())
+            .push(", ")
+            .bind_text(token.connection.as_str())
+            .push(", ")
+            .bind_text(hex::encode(token.hash))
+            .push(", ")
+            .bind_text(token.label.as_str())
+            .push(", ")
+            .bind_text(token.created.to_rfc3339())
+            .push(")");
+        ins.query()
+            .execute(&self.pool)
+            .await
+            .map_err(|e| uniqueness(e, "token", &token.id))?;
+        Ok(())
+    }
+
+    async fn find_token(&self, hash: &[u8; 32]) -> Result<Option<TokenRow>, DirectoryError> {
+        let mut q = self.sql();
+        q.push(COLUMNS)
+            .push(" WHERE token_hash = ")
+            .bind_text(hex::encode(hash));
+        let row = q.query().fetch_optional(&self.pool).await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn list_tokens(&self, conn: &ConnectionId) -> Result<Vec<TokenRow>, DirectoryError> {
+        let mut q = self.sql();
+        q.push(COLUMNS)
+            .push(" WHERE connection = ")
+            .bind_text(conn.as_str())
+            .push(" ORDER BY created, id");
+        q.query()
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(token_from_row)
+            .collect()
+    }
+
+    async fn revoke_token(&self, conn: &ConnectionId, id: &str) -> Result<bool, DirectoryError> {
+        let mut del = self.sql();
+        del.push("DELETE FROM scim_tokens WHERE connection = ")
+            .bind_text(conn.as_str())
+            .push(" AND id = ")
+            .bind_text(id);
+        Ok(del.query().execute(&self.pool).await?.rows_affected() > 0)
+    }
+}

@@ -1,0 +1,542 @@
+//! The groups role: group rows, membership rows changed by set operations, and the walks
+//! through nested groups that the access model reads.
+
+use std::collections::{BTreeSet, HashMap};
+
+use async_trait::async_trait;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row as _};
+
+use super::dialect::{Bind, DialectExt};
+use super::{CHUNK, SqlStore, bind_opt, filter, push_opt};
+use crate::clock::Timestamp;
+use crate::connections::ConnectionId;
+use crate::directory::doc::{GroupDoc, GroupKind};
+use crate::directory::error::DirectoryError;
+use crate::directory::model::{
+    Change, GroupChange, GroupRecord, GroupRef, IdpGroup, ListSpec, MemberKind, MemberOp,
+    MemberRef, MembershipDelta, Page, Removed,
+};
+use crate::directory::store::GroupStore;
+
+/// Accumulates what membership operations changed.
+#[derive(Default)]
+struct Delta {
+    count: i64,
+    users: BTreeSet<String>,
+    groups: BTreeSet<String>,
+}
+
+impl Delta {
+    fn record(&mut self, row: &AnyRow, sign: i64) -> Result<(), DirectoryError> {
+        let id: String = row.try_get(0)?;
+        let kind: String = row.try_get(1)?;
+        self.count += sign;
+        match MemberKind::parse(&kind) {
+            Some(MemberKind::Group) => self.groups.insert(id),
+            _ => self.users.insert(id),
+        };
+        Ok(())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.groups.is_empty()
+    }
+
+    fn into_delta(self) -> MembershipDelta {
+        MembershipDelta {
+            users: self.users.into_iter().collect(),
+            groups: self.groups.into_iter().collect(),
+        }
+    }
+}
+
+impl SqlStore {
+    /// Runs a membership statement ending in `RETURNING member_id, member_type` and records
+    /// each returned row with `sign` (+1 added, -1 removed).
+    async fn member_rows(
+        &self,
+        tx: &mut AnyConnection,
+        sql: &super::dialect::Sql,
+        sign: i64,
+        delta: &mut Delta,
+    ) -> Result<(), DirectoryError> {
+        for row in sql.query().fetch_all(&mut *tx).await? {
+            delta.record(&row, sign)?;
+        }
+        Ok(())
+    }
+
+    /// Adds members; ids that name no user or group of the connection are skipped (and
+    /// logged), not refused: they can grant nothing, and refusing would block the group's
+    /// other changes (IdPs reference users whose own provisioning failed).
+    async fn add_members(
+        &self,
+        tx: &mut AnyConnection,
+        conn: &ConnectionId,
+        group_id: &str,
+        ids: &[String],
+        delta: &mut Delta,
+    ) -> Result<(), DirectoryError> {
+        let ids: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+        if ids.contains(group_id) {
+            return Err(DirectoryError::invalid(
+                "members",
+                "a group cannot be a member of itself",
+            ));
+        }
+        let ids: Vec<&str> = ids.into_iter().collect();
+        for chunk in ids.chunks(CHUNK) {
+            let kinds = self.member_kinds(tx, conn, chunk).await?;
+            let skipped = chunk.iter().filter(|id| !kinds.contains_key(**id)).count();
+            if let Some(first) = chunk.iter().find(|id| !kinds.contains_key(**id)) {
+                tracing::warn!(
+                    %conn,
+                    group = group_id,
+                    skipped,
+                    first,
+                    "members: ids that name no user or group of this connection were skipped"
+                );
+            }
+            let known: Vec<(&str, MemberKind)> = chunk
+                .iter()
+                .filter_map(|id| kinds.get(*id).map(|k| (*id, *k)))
+                .collect();
+            if known.is_empty() {
+                continue;
+            }
+            let mut ins = self.sql();
+            ins.push(
+                "INSERT INTO group_members (group_id, member_id, member_type, connection) VALUES ",
+            );
+            for (i, (id, kind)) in known.iter().enumerate() {
+                if i > 0 {
+                    ins.push(", ");
+                }
+                ins.push("(")
+                    .bind_text(group_id)
+                    .push(", ")
+                    .bind_text(*id)
+                    .push(", ")
+                    .bind_text(kind.as_str())
+                    .push(", ")
+                    .bind_text(conn.as_str())
+                    .push(")");
+            }
+            ins.push(" ON CONFLICT DO NOTHING RETURNING member_id, member_type");
+            self.member_rows(tx, &ins, 1, delta).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies one membership set operation, recording the rows it added and removed.
+    async fn apply_member_op(
+        &self,
+        tx: &mut AnyConnection,
+        conn: &ConnectionId,
+        group_id: &str,
+        op: &MemberOp,
+        delta: &mut Delta,
+    ) -> Result<(), DirectoryError> {
+        match op {
+            MemberOp::Add(ids) => self.add_members(tx, conn, group_id, ids, delta).await,
+            MemberOp::Remove(ids) => {
+                let ids: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+                let ids: Vec<&str> = ids.into_iter().collect();
+                for chunk in ids.chunks(CHUNK) {
+                    let mut del = self.sql();
+                    del.push("DELETE FROM group_members WHERE group_id = ")
+                        .bind_text(group_id)
+                        .push(" AND member_id IN ")
+                        .bind_list(chunk.iter().copied())
+                        .push(" RETURNING member_id, member_type");
+                    self.member_rows(tx, &del, -1, delta).await?;
+                }
+                Ok(())
+            }
+            MemberOp::RemoveWhere(val_filter) => {
+                let mut del = self.sql();
+                del.push("DELETE FROM group_members AS m WHERE m.group_id = ")
+                    .bind_text(group_id)
+                    .push(" AND ");
+                let members = self
+                    .catalogue
+                    .group
+                    .attr("members")
+                    .cloned()
+                    .ok_or_else(|| DirectoryError::corrupt("catalogue lacks members"))?;
+                filter::compile_member_filter(val_filter, &members, &mut del)?;
+                del.push(" RETURNING member_id, member_type");
+                self.member_rows(tx, &del, -1, delta).await
+            }
+            MemberOp::RemoveAll => {
+                let mut del = self.sql();
+                del.push("DELETE FROM group_members WHERE group_id = ")
+                    .bind_text(group_id)
+                    .push(" RETURNING member_id, member_type");
+                self.member_rows(tx, &del, -1, delta).await
+            }
+        }
+    }
+
+    /// Which of these ids name a user or a group of the connection.
+    async fn member_kinds(
+        &self,
+        tx: &mut AnyConnection,
+        conn: &ConnectionId,
+        ids: &[&str],
+    ) -> Result<HashMap<String, MemberKind>, DirectoryError> {
+        let mut q = self.sql();
+        q.push("SELECT id, 'User' FROM users WHERE connection = ")
+            .bind_text(conn.as_str())
+            .push(" AND id IN ")
+            .bind_list(ids.iter().copied())
+            .push(" UNION ALL SELECT id, 'Group' FROM groups WHERE connection = ")
+            .bind_text(conn.as_str())
+            .push(" AND id IN ")
+            .bind_list(ids.iter().copied());
+        let mut out = HashMap::with_capacity(ids.len());
+        for row in q.query().fetch_all(&mut *tx).await? {
+            let id: String = row.try_get(0)?;
+            let kind: String = row.try_get(1)?;
+            out.insert(id, MemberKind::parse(&kind).unwrap_or(MemberKind::User));
+        }
+        Ok(out)
+    }
+
+    /// Bumps the version of users whose `groups` attribute changed, so their ETag changes
+    /// with their representation. Costs one row per affected user.
+    async fn touch_users(
+        &self,
+        tx: &mut AnyConnection,
+        users: &BTreeSet<String>,
+        now: Timestamp,
+    ) -> Result<(), DirectoryError> {
+        let ids: Vec<&str> = users.iter().map(String::as_str).collect();
+        for chunk in ids.chunks(CHUNK) {
+            let mut upd = self.sql();
+            upd.push("UPDATE users SET version = version + 1, last_modified = ")
+                .bind_text(now.to_rfc3339())
+                .push(" WHERE id IN ")
+                .bind_list(chunk.iter().copied());
+            upd.query().execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Removes `member_id` from every group of the connection; bumps the version (and adjusts
+/// the member count) of each group that lost it. Returns those groups.
+pub(super) async fn detach_member_everywhere(
+    store: &SqlStore,
+    tx: &mut AnyConnection,
+    conn: &ConnectionId,
+    member_id: &str,
+    now: Timestamp,
+) -> Result<Vec<String>, DirectoryError> {
+    let mut del = store.sql();
+    del.push("DELETE FROM group_members WHERE connection = ")
+        .bind_text(conn.as_str())
+        .push(" AND member_id = ")
+        .bind_text(member_id)
+        .push(" RETURNING group_id");
+    let groups: Vec<String> = del
+        .query()
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<Result<_, _>>()?;
+    for chunk in groups.chunks(CHUNK) {
+        let mut upd = store.sql();
+        upd.push(
+            "UPDATE groups SET member_count = member_count - 1, version = version + 1, last_modified = ",
+        )
+        .bind_text(now.to_rfc3339())
+        .push(" WHERE id IN ")
+        .bind_list(chunk.iter().map(String::as_str));
+        upd.query().execute(&mut *tx).await?;
+    }
+    Ok(groups)
+}
+
+#[async_trait]
+impl GroupStore for SqlStore {
+    async fn create_group(
+        &self,
+        conn: &ConnectionId,
+        doc: GroupDoc,
+        members: &[String],
+        now: Timestamp,
+    ) -> Result<(GroupRecord, MembershipDelta), DirectoryError> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let mut tx = self.begin_write().await?;
+        let mut ins = self.sql();
+        ins.push(
+            "INSERT INTO groups (id, connection, display_name, display_name_lc, external_id, \
+             created, last_modified, version, member_count, doc) VALUES (",
+        )
+        .bind_text(id.as_str())
+        .push(", ")
+        .bind_text(conn.as_str())
+        .push(", ")
+        .bind_text(doc.display_name())
+        .push(", ")
+        .bind_text(doc.display_name().to_lowercase());
+        push_opt(&mut ins, doc.external_id());
+        ins.push(", ")
+            .bind_text(now.to_rfc3339())
+            .push(", ")
+            .bind_text(now.to_rfc3339())
+            .push(", 1, 0, ");
+        self.backend.doc_param(&mut ins, doc.to_json());
+        ins.push(")");
+        ins.query().execute(&mut *tx).await?;
+        let mut delta = Delta::default();
+        if !members.is_empty() {
+            self.add_members(&mut tx, conn, &id, members, &mut delta)
+                .await?;
+            let mut upd = self.sql();
+            upd.push("UPDATE groups SET member_count = ")
+                .bind(Bind::Int(delta.count))
+                .push(" WHERE id = ")
+                .bind_text(id.as_str());
+            upd.query().execute(&mut *tx).await?;
+            self.touch_users(&mut tx, &delta.users, now).await?;
+        }
+        tx.commit().await?;
+        let member_count = delta.count;
+        Ok((
+            GroupRecord {
+                id,
+                doc,
+                created: now,
+                last_modified: now,
+                version: 1,
+                member_count,
+            },
+            delta.into_delta(),
+        ))
+    }
+
+    async fn get_group(
+        &self,
+        conn: &ConnectionId,
+        id: &str,
+    ) -> Result<Option<GroupRecord>, DirectoryError> {
+        self.get::<GroupKind>(conn, id).await
+    }
+
+    async fn list_groups(
+        &self,
+        conn: &ConnectionId,
+        spec: &ListSpec,
+    ) -> Result<Page<GroupRecord>, DirectoryError> {
+        self.list::<GroupKind>(conn, spec).await
+    }
+
+    async fn modify_group(
+        &self,
+        conn: &ConnectionId,
+        id: &str,
+        expect: Option<i64>,
+        doc: Option<GroupDoc>,
+        members: &[MemberOp],
+        now: Timestamp,
+    ) -> Result<GroupChange, DirectoryError> {
+        let mut tx = self.begin_write().await?;
+        let before = self.lock::<GroupKind>(&mut tx, conn, id, expect).await?;
+        let doc = doc.unwrap_or_else(|| before.doc.clone());
+        let mut delta = Delta::default();
+        for op in members {
+            self.apply_member_op(&mut tx, conn, id, op, &mut delta)
+                .await?;
+        }
+        if doc == before.doc && delta.is_empty() {
+            tx.commit().await?;
+            return Ok(GroupChange {
+                record: Change {
+                    after: before.clone(),
+                    before,
+                },
+                members: MembershipDelta::default(),
+            });
+        }
+        let mut upd = self.sql();
+        upd.push("UPDATE groups SET display_name = ")
+            .bind_text(doc.display_name())
+            .push(", display_name_lc = ")
+            .bind_text(doc.display_name().to_lowercase())
+            .push(", external_id = ");
+        bind_opt(&mut upd, doc.external_id());
+        upd.push(", member_count = member_count + ")
+            .bind(Bind::Int(delta.count))
+            .push(", last_modified = ")
+            .bind_text(now.to_rfc3339())
+            .push(", version = version + 1, doc = ");
+        self.backend.doc_param(&mut upd, doc.to_json());
+        upd.push(" WHERE id = ").bind_text(id);
+        upd.query().execute(&mut *tx).await?;
+        self.touch_users(&mut tx, &delta.users, now).await?;
+        tx.commit().await?;
+        let after = GroupRecord {
+            id: before.id.clone(),
+            doc,
+            created: before.created,
+            last_modified: now,
+            version: before.version + 1,
+            member_count: before.member_count + delta.count,
+        };
+        Ok(GroupChange {
+            record: Change { before, after },
+            members: delta.into_delta(),
+        })
+    }
+
+    async fn delete_group(
+        &self,
+        conn: &ConnectionId,
+        id: &str,
+        expect: Option<i64>,
+        now: Timestamp,
+    ) -> Result<Removed<GroupRecord>, DirectoryError> {
+        let mut tx = self.begin_write().await?;
+        let before = self.lock::<GroupKind>(&mut tx, conn, id, expect).await?;
+        let mut delta = Delta::default();
+        self.apply_member_op(&mut tx, conn, id, &MemberOp::RemoveAll, &mut delta)
+            .await?;
+        detach_member_everywhere(self, &mut tx, conn, id, now).await?;
+        self.touch_users(&mut tx, &delta.users, now).await?;
+        let mut del = self.sql();
+        del.push("DELETE FROM groups WHERE id = ").bind_text(id);
+        del.query().execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(Removed {
+            before,
+            members: delta.into_delta(),
+        })
+    }
+
+    async fn group_members(
+        &self,
+        conn: &ConnectionId,
+        group_ids: &[String],
+    ) -> Result<HashMap<String, Vec<MemberRef>>, DirectoryError> {
+        let mut out: HashMap<String, Vec<MemberRef>> = HashMap::new();
+        for chunk in group_ids.chunks(CHUNK) {
+            let mut q = self.sql();
+            q.push(
+                "SELECT m.group_id, m.member_id, m.member_type FROM group_members m \
+                 WHERE m.connection = ",
+            )
+            .bind_text(conn.as_str())
+            .push(" AND m.group_id IN ")
+            .bind_list(chunk.iter().map(String::as_str))
+            .push(" ORDER BY m.group_id, m.member_id");
+            for row in q.query().fetch_all(&self.pool).await? {
+                let group: String = row.try_get(0)?;
+                let kind: String = row.try_get(2)?;
+                out.entry(group).or_default().push(MemberRef {
+                    id: row.try_get(1)?,
+                    kind: MemberKind::parse(&kind).unwrap_or(MemberKind::User),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn user_groups(
+        &self,
+        conn: &ConnectionId,
+        user_ids: &[String],
+    ) -> Result<HashMap<String, Vec<GroupRef>>, DirectoryError> {
+        let mut out: HashMap<String, Vec<GroupRef>> = HashMap::new();
+        for chunk in user_ids.chunks(CHUNK) {
+            let mut q = self.sql();
+            q.push(
+                "SELECT m.member_id, g.id, g.display_name FROM group_members m \
+                 JOIN groups g ON g.id = m.group_id WHERE m.connection = ",
+            )
+            .bind_text(conn.as_str())
+            .push(" AND m.member_id IN ")
+            .bind_list(chunk.iter().map(String::as_str))
+            .push(" ORDER BY m.member_id, g.display_name_lc, g.id");
+            for row in q.query().fetch_all(&self.pool).await? {
+                let user: String = row.try_get(0)?;
+                out.entry(user).or_default().push(GroupRef {
+                    id: row.try_get(1)?,
+                    display: row.try_get(2)?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn user_access_groups(
+        &self,
+        conn: &ConnectionId,
+        user_id: &str,
+    ) -> Result<Vec<IdpGroup>, DirectoryError> {
+        // Walk up from the user's direct groups through groups that contain them. UNION (not
+        // UNION ALL) stops cycles.
+        let mut q = self.sql();
+        q.push(
+            "WITH RECURSIVE up(group_id, via) AS (\
+               SELECT m.group_id, CAST(NULL AS TEXT) FROM group_members m \
+               WHERE m.connection = ",
+        )
+        .bind_text(conn.as_str())
+        .push(" AND m.member_id = ")
+        .bind_text(user_id)
+        .push(
+            " UNION SELECT p.group_id, COALESCE(up.via, up.group_id) FROM group_members p \
+               JOIN up ON p.member_id = up.group_id \
+             ) SELECT g.id, g.external_id, g.display_name, up.via FROM up \
+             JOIN groups g ON g.id = up.group_id ORDER BY g.id, up.via",
+        );
+        let mut out: Vec<IdpGroup> = Vec::new();
+        for row in q.query().fetch_all(&self.pool).await? {
+            let id: String = row.try_get(0)?;
+            let via: Option<String> = row.try_get(3)?;
+            // A group reached both directly and through nesting counts once, as direct.
+            if let Some(prev) = out.iter_mut().find(|g| g.id == id) {
+                if via.is_none() {
+                    prev.via = None;
+                }
+                continue;
+            }
+            out.push(IdpGroup {
+                id,
+                external_id: row.try_get(1)?,
+                display_name: row.try_get(2)?,
+                via,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn group_user_members(
+        &self,
+        conn: &ConnectionId,
+        group_ids: &[String],
+    ) -> Result<Vec<String>, DirectoryError> {
+        let mut users = BTreeSet::new();
+        for chunk in group_ids.chunks(CHUNK) {
+            let mut q = self.sql();
+            q.push("WITH RECURSIVE down(group_id) AS (SELECT g.id FROM groups g WHERE g.connection = ")
+                .bind_text(conn.as_str())
+                .push(" AND g.id IN ")
+                .bind_list(chunk.iter().map(String::as_str))
+                .push(
+                    " UNION SELECT m.member_id FROM group_members m JOIN down ON m.group_id = down.group_id \
+                     WHERE m.member_type = 'Group') \
+                     SELECT DISTINCT m.member_id FROM group_members m JOIN down ON m.group_id = down.group_id \
+                     WHERE m.member_type = 'User'",
+                );
+            for row in q.query().fetch_all(&self.pool).await? {
+                users.insert(row.try_get::<String, _>(0)?);
+            }
+        }
+        Ok(users.into_iter().collect())
+    }
+}

@@ -1,0 +1,149 @@
+//! Redis URLs: one server (`redis://`, `rediss://` with TLS, `redis+unix://`, `unix://`) or
+//! the seed nodes of a Redis Cluster (`?cluster=true`, or several nodes listed).
+
+use super::RedisConfigError;
+
+/// What a Redis URL points at.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Target {
+    Single(String),
+    Cluster(Vec<String>),
+}
+
+/// Splits a configured URL into one server or cluster seed nodes (see
+/// [`super::Redis::connect`] for the accepted forms). The `cluster` query parameter is
+/// ours; other parameters and a `#fragment` apply to every node.
+pub(super) fn parse_target(url: &str) -> Result<Target, RedisConfigError> {
+    let url = url.trim();
+    let (rest, fragment) = match url.split_once('#') {
+        Some((r, f)) => (r, Some(f)),
+        None => (url, None),
+    };
+    let (base, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let mut cluster = false;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, "true"));
+        if key == "cluster" {
+            cluster = match value {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    return Err(RedisConfigError::InvalidUrl(
+                        "the `cluster` parameter must be true or false".into(),
+                    ));
+                }
+            };
+        } else {
+            kept.push(pair);
+        }
+    }
+    let mut suffix = String::new();
+    if !kept.is_empty() {
+        suffix.push('?');
+        suffix.push_str(&kept.join("&"));
+    }
+    if let Some(f) = fragment {
+        suffix.push('#');
+        suffix.push_str(f);
+    }
+
+    let mut nodes = Vec::new();
+    for one in split_full_urls(base) {
+        let Some((scheme, after)) = one.split_once("://") else {
+            return Err(RedisConfigError::InvalidUrl(
+                "expected redis://, rediss://, redis+unix:// or unix://".into(),
+            ));
+        };
+        let (authority, path) = after.find('/').map_or((after, ""), |i| after.split_at(i));
+        let (userinfo, hosts) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        for host in hosts.split(',').map(str::trim) {
+            let auth = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
+            nodes.push(format!("{scheme}://{auth}{host}{path}{suffix}"));
+        }
+    }
+    match nodes.len() {
+        0 => Err(RedisConfigError::InvalidUrl("no Redis node given".into())),
+        1 if !cluster => Ok(Target::Single(nodes.remove(0))),
+        _ => Ok(Target::Cluster(nodes)),
+    }
+}
+
+/// Splits `a://x,b://y` at the commas that start another full URL (a comma elsewhere, as in
+/// a host list or a password, stays).
+fn split_full_urls(base: &str) -> Vec<&str> {
+    let bytes = base.as_bytes();
+    let is_scheme_byte = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.');
+    // (where the previous URL ends, where the next one starts)
+    let mut cuts = Vec::new();
+    let mut from = 0;
+    while let Some(found) = base.get(from..).and_then(|s| s.find("://")) {
+        let at = from + found;
+        let mut start = at;
+        while start > 0 && bytes.get(start - 1).is_some_and(is_scheme_byte) {
+            start -= 1;
+        }
+        let mut comma = start;
+        while comma > 0 && bytes.get(comma - 1).is_some_and(u8::is_ascii_whitespace) {
+            comma -= 1;
+        }
+        if comma > 0 && bytes.get(comma - 1) == Some(&b',') {
+            cuts.push((comma - 1, start));
+        }
+        from = at + 3;
+    }
+    let mut parts = Vec::with_capacity(cuts.len() + 1);
+    let mut start = 0;
+    for (end, next) in cuts {
+        parts.extend(base.get(start..end).map(str::trim));
+        start = next;
+    }
+    parts.extend(base.get(start..).map(str::trim));
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_one_server_or_cluster_nodes() {
+        let single = |u: &str| Target::Single(u.to_owned());
+        let cluster = |us: &[&str]| Target::Cluster(us.iter().map(|&u| u.to_owned()).collect());
+        for (url, want) in [
+            ("redis://h:6379", single("redis://h:6379")),
+            ("rediss://u:p@h:6380/2", single("rediss://u:p@h:6380/2")),
+            (
+                "redis+unix:///run/r.sock?db=1",
+                single("redis+unix:///run/r.sock?db=1"),
+            ),
+            ("unix:///run/r.sock", single("unix:///run/r.sock")),
+            ("redis://:p,w@h:1", single("redis://:p,w@h:1")),
+            (
+                "redis://h:1?cluster=false&protocol=resp3",
+                single("redis://h:1?protocol=resp3"),
+            ),
+            ("redis://h:1?cluster=true", cluster(&["redis://h:1"])),
+            (
+                "redis://:pw@h1:1,h2:2",
+                cluster(&["redis://:pw@h1:1", "redis://:pw@h2:2"]),
+            ),
+            (
+                "redis://h1:1, redis://:x@h2:2",
+                cluster(&["redis://h1:1", "redis://:x@h2:2"]),
+            ),
+            (
+                "rediss://h1:1,h2:2?protocol=resp3#x",
+                cluster(&[
+                    "rediss://h1:1?protocol=resp3#x",
+                    "rediss://h2:2?protocol=resp3#x",
+                ]),
+            ),
+        ] {
+            assert_eq!(parse_target(url).unwrap(), want, "{url}");
+        }
+    }
+}
