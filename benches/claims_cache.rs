@@ -14,7 +14,9 @@
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use pimgate::access::cache::{ClaimsCache, Lookup, MemoryCache, RedisCache, RedisCacheOptions};
+use pimgate::access::cache::{
+    ClaimsCache, ClaimsKey, Lookup, MemoryCache, RedisCache, RedisCacheOptions,
+};
 use pimgate::connections::ConnectionId;
 use pimgate::redis::{Redis, RedisOptions};
 
@@ -34,11 +36,16 @@ fn sample_claims() -> String {
 }
 
 async fn fill(cache: &dyn ClaimsCache, conn: &ConnectionId, user: &str, claims: &str) {
-    let Lookup::Miss(epoch) = cache.get(conn, user, "v1").await else {
+    let Lookup::Miss(epoch) = cache.get(&ClaimsKey::new(conn, user, "v1")).await else {
         panic!("expected a miss for {user}");
     };
-    cache.put(conn, user, "v1", epoch, claims).await;
-    assert!(matches!(cache.get(conn, user, "v1").await, Lookup::Hit(_)));
+    cache
+        .put(&ClaimsKey::new(conn, user, "v1"), epoch, claims)
+        .await;
+    assert!(matches!(
+        cache.get(&ClaimsKey::new(conn, user, "v1")).await,
+        Lookup::Hit(_)
+    ));
 }
 
 fn delete_prefix(url: &str, prefix: &str) {
@@ -81,7 +88,7 @@ fn benches(c: &mut Criterion) {
 
     c.bench_function("claims_cache/get_hit/redis", |b| {
         b.to_async(&rt).iter(|| async {
-            match redis.get(&conn, "user-000001", "v1").await {
+            match redis.get(&ClaimsKey::new(&conn, "user-000001", "v1")).await {
                 Lookup::Hit(s) => s,
                 Lookup::Miss(_) => panic!("miss"),
             }
@@ -89,7 +96,10 @@ fn benches(c: &mut Criterion) {
     });
     c.bench_function("claims_cache/get_hit/memory", |b| {
         b.to_async(&rt).iter(|| async {
-            match memory.get(&conn, "user-000001", "v1").await {
+            match memory
+                .get(&ClaimsKey::new(&conn, "user-000001", "v1"))
+                .await
+            {
                 Lookup::Hit(s) => s,
                 Lookup::Miss(_) => panic!("miss"),
             }

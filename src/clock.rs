@@ -41,7 +41,7 @@ impl Timestamp {
 }
 
 /// A source of the current time.
-pub trait Clock: Send + Sync + 'static {
+pub trait Clock: std::fmt::Debug + Send + Sync + 'static {
     fn now(&self) -> Timestamp;
 }
 

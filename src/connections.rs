@@ -14,7 +14,7 @@ use std::fmt;
 /// It appears in URLs (`/scim/{connection}/v2`) and in every key of the store and the cache,
 /// so it is kept to a URL- and log-safe alphabet: lowercase ASCII letters, digits, `-` and
 /// `_`, 1 to 63 characters, starting with a letter or digit.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct ConnectionId(String);
 
 impl ConnectionId {
@@ -45,12 +45,6 @@ impl ConnectionId {
 impl fmt::Display for ConnectionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for ConnectionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ConnectionId({})", self.0)
     }
 }
 

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 /// A permission key: two or more dot-separated parts of `[a-z0-9_]`, such as
 /// `products.create` or `custom.approve_texts`.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct PermissionKey(String);
 
@@ -81,12 +81,6 @@ impl Borrow<str> for PermissionKey {
 impl fmt::Display for PermissionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for PermissionKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PermissionKey({})", self.0)
     }
 }
 

@@ -11,14 +11,14 @@ use std::sync::{Arc, RwLock};
 
 use scim_v2::filter::{AttrExp, AttrPath, CompValue, CompareOp, Filter};
 
-use super::cache::{ClaimsCache, Lookup};
+use super::cache::{ClaimsCache, ClaimsKey, Lookup};
 use super::claims::Claims;
 use super::model::AccessModel;
 use super::resolve::resolve;
 use super::{IdpGroup, UserFacts};
 use crate::connections::{ConnectionId, Registry};
 use crate::directory::events::{Change, ChangeListener, DirectoryEvent};
-use crate::directory::{DirectoryError, GroupStore, ListSpec, Stores, UserStore};
+use crate::directory::{DirectoryError, ListSpec, Stores};
 
 /// How a user is named in a claims request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,25 +52,18 @@ pub struct ClaimsRead {
 }
 
 /// Reads and invalidates claims (a cheap handle).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct AccessService {
     inner: Arc<Inner>,
 }
 
+#[derive(Debug)]
 struct Inner {
-    users: Arc<dyn UserStore>,
-    groups: Arc<dyn GroupStore>,
+    /// The directory's users and groups, read (never written) to resolve claims.
+    stores: Stores,
     cache: Arc<dyn ClaimsCache>,
     model: RwLock<Arc<AccessModel>>,
     registry: Arc<Registry>,
-}
-
-impl std::fmt::Debug for AccessService {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccessService")
-            .field("cache", &self.inner.cache.kind())
-            .finish_non_exhaustive()
-    }
 }
 
 impl AccessService {
@@ -82,8 +75,7 @@ impl AccessService {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                users: stores.users.clone(),
-                groups: stores.groups.clone(),
+                stores: stores.clone(),
                 cache,
                 model: RwLock::new(model),
                 registry,
@@ -126,7 +118,13 @@ impl AccessService {
     ) -> Result<Option<String>, DirectoryError> {
         let (attr, value) = match lookup {
             UserLookup::Id(id) => {
-                return Ok(self.inner.users.get_user(conn, id).await?.map(|u| u.id));
+                return Ok(self
+                    .inner
+                    .stores
+                    .users
+                    .get_user(conn, id)
+                    .await?
+                    .map(|u| u.id));
             }
             UserLookup::UserName(v) => ("userName", v),
             UserLookup::ExternalId(v) => ("externalId", v),
@@ -138,6 +136,7 @@ impl AccessService {
         ));
         let page = self
             .inner
+            .stores
             .users
             .list_users(conn, &ListSpec::filtered(filter, 2))
             .await?;
@@ -155,10 +154,15 @@ impl AccessService {
         conn: &ConnectionId,
         user_id: &str,
     ) -> Result<Option<UserFacts>, DirectoryError> {
-        let Some(user) = self.inner.users.get_user(conn, user_id).await? else {
+        let Some(user) = self.inner.stores.users.get_user(conn, user_id).await? else {
             return Ok(None);
         };
-        let groups: Vec<IdpGroup> = self.inner.groups.user_access_groups(conn, user_id).await?;
+        let groups: Vec<IdpGroup> = self
+            .inner
+            .stores
+            .groups
+            .user_access_groups(conn, user_id)
+            .await?;
         Ok(Some(UserFacts {
             connection: conn.clone(),
             user_id: user.id.clone(),
@@ -180,7 +184,8 @@ impl AccessService {
     ) -> Result<Option<ClaimsRead>, DirectoryError> {
         let model = self.model();
         let version = model.version().to_owned();
-        let epoch = match self.inner.cache.get(conn, user_id, &version).await {
+        let key = ClaimsKey::new(conn, user_id, &version);
+        let epoch = match self.inner.cache.get(&key).await {
             Lookup::Hit(json) => match serde_json::from_str::<Claims>(&json) {
                 Ok(claims) => {
                     return Ok(Some(ClaimsRead {
@@ -202,10 +207,7 @@ impl AccessService {
         if let Some(epoch) = epoch {
             match serde_json::to_string(&claims) {
                 Ok(json) => {
-                    self.inner
-                        .cache
-                        .put(conn, user_id, &version, epoch, &json)
-                        .await;
+                    self.inner.cache.put(&key, epoch, &json).await;
                 }
                 Err(e) => tracing::warn!(error = %e, "claims could not be cached"),
             }
@@ -233,6 +235,7 @@ impl AccessService {
         if !expand.is_empty() {
             users.extend(
                 self.inner
+                    .stores
                     .groups
                     .group_user_members(&event.connection, &expand)
                     .await?,

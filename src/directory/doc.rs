@@ -12,36 +12,10 @@ use std::marker::PhantomData;
 use serde_json::{Map, Value};
 
 use super::error::{DirectoryError, StoreFault};
-use super::model::ResourceKind;
+use super::kind::{GroupKind, Kind, UserKind};
 
 /// The URN of the enterprise User extension (RFC 7643 §4.3).
 pub const ENTERPRISE_URN: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-
-/// What distinguishes the documents of one resource kind.
-pub trait Kind: Send + Sync + 'static {
-    const KIND: ResourceKind;
-    /// The attribute every document of this kind carries as a non-blank string
-    /// (`userName`, `displayName`).
-    const REQUIRED: &'static str;
-}
-
-/// Marker of user documents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UserKind {}
-
-/// Marker of group documents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GroupKind {}
-
-impl Kind for UserKind {
-    const KIND: ResourceKind = ResourceKind::User;
-    const REQUIRED: &'static str = "userName";
-}
-
-impl Kind for GroupKind {
-    const KIND: ResourceKind = ResourceKind::Group;
-    const REQUIRED: &'static str = "displayName";
-}
 
 /// A resource's attributes; the kind's required attribute is always present and non-blank.
 pub struct Document<K: Kind> {

@@ -3,7 +3,10 @@
 //! status code or a `scimType`, and no caller ever needs to read an error's text to tell
 //! one case from another.
 
-use super::model::ResourceKind;
+use super::kind::ResourceKind;
+
+/// The result of a directory operation.
+pub type Result<T, E = DirectoryError> = std::result::Result<T, E>;
 
 /// A failed directory operation.
 #[derive(Debug, thiserror::Error)]

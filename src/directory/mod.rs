@@ -12,7 +12,8 @@
 //!   commit ([`Directory`]).
 //!
 //! - [`schema`]: the attribute catalogue (RFC 7643 User, enterprise User, Group).
-//! - [`doc`]: canonical resource documents; [`model`]: records and values.
+//! - [`kind`]: users and groups as values and as types; [`doc`]: canonical resource
+//!   documents; [`model`]: records and values.
 //! - [`store`]: the persistence seam, split by role; [`sql`]: SQLite and PostgreSQL.
 //! - [`service`]: [`Directory`], every change with its event; [`events`]: the bus.
 //! - [`error`]: [`DirectoryError`], typed domain failures.
@@ -20,17 +21,19 @@
 pub mod doc;
 pub mod error;
 pub mod events;
+pub mod kind;
 pub mod model;
 pub mod schema;
 pub mod service;
 pub mod sql;
 pub mod store;
 
-pub use doc::{ENTERPRISE_URN, GroupDoc, GroupKind, Kind, UserDoc, UserKind};
+pub use doc::{ENTERPRISE_URN, GroupDoc, UserDoc};
 pub use error::{DirectoryError, FilterError, StoreFault};
+pub use kind::{GroupKind, Kind, MemberKind, ResourceKind, UserKind};
 pub use model::{
-    Backend, Change, GroupChange, GroupRecord, GroupRef, IdpGroup, ListSpec, MemberKind, MemberOp,
-    MemberRef, MembershipDelta, Page, Removed, ResourceKind, TokenRow, UserRecord,
+    Backend, Change, GroupChange, GroupRecord, GroupRef, IdpGroup, ListSpec, MemberOp, MemberRef,
+    MembershipDelta, Page, Removed, TokenRow, UserRecord,
 };
-pub use service::{Directory, EditError};
-pub use store::{CredentialStore, GroupStore, StoreHealth, Stores, UserStore};
+pub use service::{Directory, EditError, Records};
+pub use store::{CredentialStore, GroupStore, StoreHealth, Stores, Target, UserStore};

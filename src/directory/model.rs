@@ -1,43 +1,13 @@
-//! The directory's vocabulary: resource kinds, stored records, membership, list requests, and
-//! what a committed write changed.
+//! The directory's vocabulary: stored records, membership, list requests, and what a
+//! committed write changed.
 
 use scim_v2::filter::{Filter, ValFilter};
 
 use super::doc::{GroupDoc, UserDoc};
+use super::kind::MemberKind;
 use super::schema::ResolvedAttr;
 use crate::clock::Timestamp;
 use crate::connections::ConnectionId;
-
-/// The two resource types the directory holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-pub enum ResourceKind {
-    User,
-    Group,
-}
-
-impl ResourceKind {
-    /// The resource type name (`meta.resourceType`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResourceKind::User => "User",
-            ResourceKind::Group => "Group",
-        }
-    }
-
-    /// The collection path segment (`/Users`, `/Groups`).
-    pub fn endpoint(self) -> &'static str {
-        match self {
-            ResourceKind::User => "Users",
-            ResourceKind::Group => "Groups",
-        }
-    }
-}
-
-impl std::fmt::Display for ResourceKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A user as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,37 +30,6 @@ pub struct GroupRecord {
     pub version: i64,
     /// Kept exact by every membership change, so a group's size is known without counting.
     pub member_count: i64,
-}
-
-/// What a member of a group is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum MemberKind {
-    User,
-    Group,
-}
-
-impl MemberKind {
-    pub fn as_str(self) -> &'static str {
-        self.resource().as_str()
-    }
-
-    /// The resource kind a member of this kind is.
-    pub fn resource(self) -> ResourceKind {
-        match self {
-            MemberKind::User => ResourceKind::User,
-            MemberKind::Group => ResourceKind::Group,
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        if raw.eq_ignore_ascii_case("user") {
-            Some(MemberKind::User)
-        } else if raw.eq_ignore_ascii_case("group") {
-            Some(MemberKind::Group)
-        } else {
-            None
-        }
-    }
 }
 
 /// One member of a group, as read back.

@@ -11,7 +11,7 @@
 use scim_v2::filter::AttrPath;
 use scim_v2::models::scim_schema::{Attributes, Schema, SubAttributes, get_schemas};
 
-use super::model::ResourceKind;
+use super::kind::ResourceKind;
 
 pub const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";

@@ -13,15 +13,18 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
+
 use super::doc::{GroupDoc, UserDoc};
 use super::error::{DirectoryError, StoreFault};
 use super::events::{Change as Event, DirectoryEvent, EventBus};
+use super::kind::{GroupKind, Kind, UserKind};
 use super::model::{
     Change, GroupChange, GroupRecord, GroupRef, ListSpec, MemberOp, MemberRef, MembershipDelta,
-    Page, ResourceKind, UserRecord,
+    Page, UserRecord,
 };
-use super::store::{GroupStore, Stores, UserStore};
-use crate::clock::Clock;
+use super::store::{GroupStore, Stores, Target, UserStore};
+use crate::clock::{Clock, Timestamp};
 use crate::connections::ConnectionId;
 
 /// How often an optimistic edit is tried before the record is reported too busy.
@@ -41,24 +44,17 @@ impl<E> From<DirectoryError> for EditError<E> {
 }
 
 /// The directory service (a cheap handle).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Directory {
     inner: Arc<Inner>,
 }
 
+#[derive(Debug)]
 struct Inner {
     users: Arc<dyn UserStore>,
     groups: Arc<dyn GroupStore>,
     clock: Arc<dyn Clock>,
     events: EventBus,
-}
-
-impl std::fmt::Debug for Directory {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Directory")
-            .field("events", &self.inner.events)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Directory {
@@ -70,6 +66,16 @@ impl Directory {
                 clock,
                 events,
             }),
+        }
+    }
+
+    /// A write to record `id` of `conn`, expecting `expect`, made now.
+    fn target<'a>(&self, conn: &'a ConnectionId, id: &'a str, expect: Option<i64>) -> Target<'a> {
+        Target {
+            conn,
+            id,
+            expect,
+            now: self.inner.clock.now(),
         }
     }
 
@@ -109,6 +115,36 @@ impl Directory {
         self.publish(conn, change, members.users, groups).await;
     }
 
+    /// A record of kind `K` (not found: [`DirectoryError::NotFound`]).
+    pub async fn get<K: Records>(
+        &self,
+        conn: &ConnectionId,
+        id: &str,
+    ) -> Result<K::Record, DirectoryError> {
+        K::find(self, conn, id)
+            .await?
+            .ok_or(DirectoryError::NotFound(K::KIND))
+    }
+
+    /// A filtered, sorted page of records of kind `K`, and the number of matches.
+    pub async fn list<K: Records>(
+        &self,
+        conn: &ConnectionId,
+        spec: &ListSpec,
+    ) -> Result<Page<K::Record>, DirectoryError> {
+        K::page(self, conn, spec).await
+    }
+
+    /// Deletes a record of kind `K` (and its memberships).
+    pub async fn delete<K: Records>(
+        &self,
+        conn: &ConnectionId,
+        id: &str,
+        expect: Option<i64>,
+    ) -> Result<(), DirectoryError> {
+        K::remove(self, conn, id, expect).await
+    }
+
     // ------------------------------------------------------------------------------- users
 
     pub async fn create_user(
@@ -121,22 +157,6 @@ impl Directory {
         self.publish(conn, Event::UserCreated, vec![rec.id.clone()], Vec::new())
             .await;
         Ok(rec)
-    }
-
-    pub async fn user(&self, conn: &ConnectionId, id: &str) -> Result<UserRecord, DirectoryError> {
-        self.inner
-            .users
-            .get_user(conn, id)
-            .await?
-            .ok_or(DirectoryError::NotFound(ResourceKind::User))
-    }
-
-    pub async fn list_users(
-        &self,
-        conn: &ConnectionId,
-        spec: &ListSpec,
-    ) -> Result<Page<UserRecord>, DirectoryError> {
-        self.inner.users.list_users(conn, spec).await
     }
 
     /// The direct groups of these users.
@@ -159,46 +179,35 @@ impl Directory {
         expect: Option<i64>,
         doc: UserDoc,
     ) -> Result<UserRecord, DirectoryError> {
-        let now = self.inner.clock.now();
-        let change = self
-            .inner
-            .users
-            .update_user(conn, id, expect, doc, now)
-            .await?;
+        let at = self.target(conn, id, expect);
+        let change = self.inner.users.update_user(at, doc).await?;
         Ok(self.user_changed(conn, change).await)
     }
 
     /// Applies `edit` to the user's current document and stores the result (see the module
     /// documentation for how concurrent edits are resolved).
-    pub async fn edit_user<E>(
+    pub async fn edit_user<E: Send>(
         &self,
         conn: &ConnectionId,
         id: &str,
         expect: Option<i64>,
-        edit: impl Fn(&UserDoc) -> Result<UserDoc, E>,
+        edit: impl Fn(&UserDoc) -> Result<UserDoc, E> + Sync,
     ) -> Result<UserRecord, EditError<E>> {
-        for attempt in 1..=EDIT_ATTEMPTS {
-            let current = self.user(conn, id).await?;
-            check_version(expect, current.version)?;
-            let doc = edit(&current.doc).map_err(EditError::Edit)?;
-            if doc == current.doc {
-                return Ok(current);
-            }
-            let now = self.inner.clock.now();
-            match self
-                .inner
-                .users
-                .update_user(conn, id, Some(current.version), doc, now)
-                .await
-            {
-                Ok(change) => return Ok(self.user_changed(conn, change).await),
-                Err(DirectoryError::VersionMismatch { .. }) if expect.is_none() => {
-                    back_off(attempt).await;
+        let edit = &edit;
+        optimistic(expect, || {
+            Box::pin(async move {
+                let current = self.get::<UserKind>(conn, id).await?;
+                check_version(expect, current.version)?;
+                let doc = edit(&current.doc).map_err(EditError::Edit)?;
+                if doc == current.doc {
+                    return Ok(current);
                 }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(contended().into())
+                let at = self.target(conn, id, Some(current.version));
+                let change = self.inner.users.update_user(at, doc).await?;
+                Ok(self.user_changed(conn, change).await)
+            })
+        })
+        .await
     }
 
     async fn user_changed(&self, conn: &ConnectionId, change: Change<UserRecord>) -> UserRecord {
@@ -220,8 +229,11 @@ impl Directory {
         id: &str,
         expect: Option<i64>,
     ) -> Result<(), DirectoryError> {
-        let now = self.inner.clock.now();
-        let removed = self.inner.users.delete_user(conn, id, expect, now).await?;
+        let removed = self
+            .inner
+            .users
+            .delete_user(self.target(conn, id, expect))
+            .await?;
         self.publish(
             conn,
             Event::UserDeleted,
@@ -250,26 +262,6 @@ impl Directory {
         self.publish_group(conn, Event::GroupCreated, &rec.id, delta)
             .await;
         Ok(rec)
-    }
-
-    pub async fn group(
-        &self,
-        conn: &ConnectionId,
-        id: &str,
-    ) -> Result<GroupRecord, DirectoryError> {
-        self.inner
-            .groups
-            .get_group(conn, id)
-            .await?
-            .ok_or(DirectoryError::NotFound(ResourceKind::Group))
-    }
-
-    pub async fn list_groups(
-        &self,
-        conn: &ConnectionId,
-        spec: &ListSpec,
-    ) -> Result<Page<GroupRecord>, DirectoryError> {
-        self.inner.groups.list_groups(conn, spec).await
     }
 
     /// The members of these groups (groups without members are not asked for).
@@ -303,18 +295,14 @@ impl Directory {
             Some(ids) => vec![MemberOp::RemoveAll, MemberOp::Add(ids)],
             None => Vec::new(),
         };
-        let now = self.inner.clock.now();
-        let change = self
-            .inner
-            .groups
-            .modify_group(conn, id, expect, Some(doc), &ops, now)
-            .await?;
+        let at = self.target(conn, id, expect);
+        let change = self.inner.groups.modify_group(at, Some(doc), &ops).await?;
         Ok(self.group_changed(conn, change).await)
     }
 
     /// Applies membership set operations and, when given, `edit` to the group's document, in
     /// one transaction. Without a document edit nothing is read first.
-    pub async fn edit_group<E, F>(
+    pub async fn edit_group<E: Send, F>(
         &self,
         conn: &ConnectionId,
         id: &str,
@@ -323,36 +311,28 @@ impl Directory {
         members: &[MemberOp],
     ) -> Result<GroupRecord, EditError<E>>
     where
-        F: Fn(&GroupDoc) -> Result<GroupDoc, E>,
+        F: Fn(&GroupDoc) -> Result<GroupDoc, E> + Sync,
     {
-        let Some(edit) = edit else {
-            let now = self.inner.clock.now();
-            let change = self
-                .inner
-                .groups
-                .modify_group(conn, id, expect, None, members, now)
-                .await?;
+        let Some(edit) = &edit else {
+            let at = self.target(conn, id, expect);
+            let change = self.inner.groups.modify_group(at, None, members).await?;
             return Ok(self.group_changed(conn, change).await);
         };
-        for attempt in 1..=EDIT_ATTEMPTS {
-            let current = self.group(conn, id).await?;
-            check_version(expect, current.version)?;
-            let doc = edit(&current.doc).map_err(EditError::Edit)?;
-            let now = self.inner.clock.now();
-            match self
-                .inner
-                .groups
-                .modify_group(conn, id, Some(current.version), Some(doc), members, now)
-                .await
-            {
-                Ok(change) => return Ok(self.group_changed(conn, change).await),
-                Err(DirectoryError::VersionMismatch { .. }) if expect.is_none() => {
-                    back_off(attempt).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(contended().into())
+        optimistic(expect, || {
+            Box::pin(async move {
+                let current = self.get::<GroupKind>(conn, id).await?;
+                check_version(expect, current.version)?;
+                let doc = edit(&current.doc).map_err(EditError::Edit)?;
+                let at = self.target(conn, id, Some(current.version));
+                let change = self
+                    .inner
+                    .groups
+                    .modify_group(at, Some(doc), members)
+                    .await?;
+                Ok(self.group_changed(conn, change).await)
+            })
+        })
+        .await
     }
 
     async fn group_changed(&self, conn: &ConnectionId, change: GroupChange) -> GroupRecord {
@@ -379,17 +359,108 @@ impl Directory {
         id: &str,
         expect: Option<i64>,
     ) -> Result<(), DirectoryError> {
-        let now = self.inner.clock.now();
         let removed = self
             .inner
             .groups
-            .delete_group(conn, id, expect, now)
+            .delete_group(self.target(conn, id, expect))
             .await?;
         self.publish_group(conn, Event::GroupDeleted, id, removed.members)
             .await;
         Ok(())
     }
 }
+
+/// The operations that are the same for users and groups but for their types: what lets
+/// code above the directory be written once for both ([`Directory::get`],
+/// [`Directory::list`], [`Directory::delete`]).
+pub trait Records: Kind {
+    type Record: Send + Sync + 'static;
+
+    fn id(record: &Self::Record) -> &str;
+    fn version(record: &Self::Record) -> i64;
+    /// When the record was created and last changed.
+    fn times(record: &Self::Record) -> (Timestamp, Timestamp);
+    fn find<'a>(
+        dir: &'a Directory,
+        conn: &'a ConnectionId,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Self::Record>, DirectoryError>>;
+    fn page<'a>(
+        dir: &'a Directory,
+        conn: &'a ConnectionId,
+        spec: &'a ListSpec,
+    ) -> BoxFuture<'a, Result<Page<Self::Record>, DirectoryError>>;
+    fn remove<'a>(
+        dir: &'a Directory,
+        conn: &'a ConnectionId,
+        id: &'a str,
+        expect: Option<i64>,
+    ) -> BoxFuture<'a, Result<(), DirectoryError>>;
+}
+
+/// [`Records`] for one kind: its record type, the store role that holds it and the
+/// directory operation that deletes it.
+macro_rules! records {
+    ($kind:ty, $record:ty, $role:ident, $get:ident, $list:ident, $delete:ident) => {
+        impl Records for $kind {
+            type Record = $record;
+
+            fn id(record: &$record) -> &str {
+                &record.id
+            }
+
+            fn version(record: &$record) -> i64 {
+                record.version
+            }
+
+            fn times(record: &$record) -> (Timestamp, Timestamp) {
+                (record.created, record.last_modified)
+            }
+
+            fn find<'a>(
+                dir: &'a Directory,
+                conn: &'a ConnectionId,
+                id: &'a str,
+            ) -> BoxFuture<'a, Result<Option<$record>, DirectoryError>> {
+                dir.inner.$role.$get(conn, id)
+            }
+
+            fn page<'a>(
+                dir: &'a Directory,
+                conn: &'a ConnectionId,
+                spec: &'a ListSpec,
+            ) -> BoxFuture<'a, Result<Page<$record>, DirectoryError>> {
+                dir.inner.$role.$list(conn, spec)
+            }
+
+            fn remove<'a>(
+                dir: &'a Directory,
+                conn: &'a ConnectionId,
+                id: &'a str,
+                expect: Option<i64>,
+            ) -> BoxFuture<'a, Result<(), DirectoryError>> {
+                Box::pin(dir.$delete(conn, id, expect))
+            }
+        }
+    };
+}
+
+records!(
+    UserKind,
+    UserRecord,
+    users,
+    get_user,
+    list_users,
+    delete_user
+);
+records!(
+    GroupKind,
+    GroupRecord,
+    groups,
+    get_group,
+    list_groups,
+    delete_group
+);
 
 fn check_version(expect: Option<i64>, current: i64) -> Result<(), DirectoryError> {
     match expect {
@@ -398,15 +469,30 @@ fn check_version(expect: Option<i64>, current: i64) -> Result<(), DirectoryError
     }
 }
 
-fn contended() -> DirectoryError {
-    DirectoryError::Unavailable(StoreFault::Contention {
-        attempts: EDIT_ATTEMPTS,
-    })
+/// Runs one read-edit-write `attempt` until it does not lose a race to another change of
+/// the same record. A lost race is a version mismatch the caller did not ask for (it named
+/// no version); before each retry it waits a little, longer each time, so writers spread out.
+async fn optimistic<'a, T, E>(
+    expect: Option<i64>,
+    mut attempt: impl FnMut() -> BoxFuture<'a, Result<T, EditError<E>>>,
+) -> Result<T, EditError<E>> {
+    for n in 1..=EDIT_ATTEMPTS {
+        match attempt().await {
+            Err(EditError::Directory(DirectoryError::VersionMismatch { .. }))
+                if expect.is_none() =>
+            {
+                let ceiling = u64::from(n.min(8)) * 2;
+                let ms = rand::random::<u64>() % (ceiling + 1);
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            }
+            done => return done,
+        }
+    }
+    Err(contended())
 }
 
-/// After losing a race: wait a little, longer each time, so the writers spread out.
-async fn back_off(attempt: u32) {
-    let ceiling = u64::from(attempt.min(8)) * 2;
-    let ms = rand::random::<u64>() % (ceiling + 1);
-    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+fn contended<E>() -> EditError<E> {
+    EditError::Directory(DirectoryError::Unavailable(StoreFault::Contention {
+        attempts: EDIT_ATTEMPTS,
+    }))
 }

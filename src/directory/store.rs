@@ -4,8 +4,9 @@
 //! story per role runs against both.
 //!
 //! Every method is one transaction. Writes take values, not callbacks: a write that depends
-//! on what is stored names the version it read (`expect`), and the store refuses it with
-//! [`DirectoryError::VersionMismatch`] when another change came first. Writes return what
+//! on what is stored names the version it read ([`Target::expect`]), and the store refuses
+//! it with [`DirectoryError::VersionMismatch`](super::DirectoryError::VersionMismatch) when
+//! another change came first. Writes return what
 //! they changed ([`Change`], [`GroupChange`], [`Removed`]), so callers never have to read a
 //! record twice to learn what it was.
 
@@ -14,7 +15,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 
 use super::doc::{GroupDoc, UserDoc};
-use super::error::DirectoryError;
+use super::error::Result;
 use super::model::{
     Backend, Change, GroupChange, GroupRecord, GroupRef, IdpGroup, ListSpec, MemberOp, MemberRef,
     MembershipDelta, Page, Removed, TokenRow, UserRecord,
@@ -22,47 +23,36 @@ use super::model::{
 use crate::clock::Timestamp;
 use crate::connections::ConnectionId;
 
+/// Where a write lands: one record of a connection, the version the caller expects it to
+/// have (any when `None`), and the time the change is made at.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub conn: &'a ConnectionId,
+    pub id: &'a str,
+    pub expect: Option<i64>,
+    pub now: Timestamp,
+}
+
 /// Users of a connection.
 #[async_trait]
-pub trait UserStore: Send + Sync + 'static {
+pub trait UserStore: std::fmt::Debug + Send + Sync + 'static {
     async fn create_user(
         &self,
         conn: &ConnectionId,
         doc: UserDoc,
         now: Timestamp,
-    ) -> Result<UserRecord, DirectoryError>;
+    ) -> Result<UserRecord>;
 
-    async fn get_user(
-        &self,
-        conn: &ConnectionId,
-        id: &str,
-    ) -> Result<Option<UserRecord>, DirectoryError>;
+    async fn get_user(&self, conn: &ConnectionId, id: &str) -> Result<Option<UserRecord>>;
 
-    async fn list_users(
-        &self,
-        conn: &ConnectionId,
-        spec: &ListSpec,
-    ) -> Result<Page<UserRecord>, DirectoryError>;
+    async fn list_users(&self, conn: &ConnectionId, spec: &ListSpec) -> Result<Page<UserRecord>>;
 
-    /// Replaces a user's document, under a row lock, if its version is `expect` (any version
-    /// when `None`). An unchanged document keeps its version.
-    async fn update_user(
-        &self,
-        conn: &ConnectionId,
-        id: &str,
-        expect: Option<i64>,
-        doc: UserDoc,
-        now: Timestamp,
-    ) -> Result<Change<UserRecord>, DirectoryError>;
+    /// Replaces a user's document, under a row lock, if it has the expected version. An
+    /// unchanged document keeps its version.
+    async fn update_user(&self, at: Target<'_>, doc: UserDoc) -> Result<Change<UserRecord>>;
 
     /// Deletes a user and its memberships; `members.groups` are the groups it left.
-    async fn delete_user(
-        &self,
-        conn: &ConnectionId,
-        id: &str,
-        expect: Option<i64>,
-        now: Timestamp,
-    ) -> Result<Removed<UserRecord>, DirectoryError>;
+    async fn delete_user(&self, at: Target<'_>) -> Result<Removed<UserRecord>>;
 
     /// The ids of a connection's users, in stable order, `limit` at a time after `after`.
     async fn user_ids_after(
@@ -70,12 +60,12 @@ pub trait UserStore: Send + Sync + 'static {
         conn: &ConnectionId,
         after: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<String>, DirectoryError>;
+    ) -> Result<Vec<String>>;
 }
 
 /// Groups of a connection and their membership.
 #[async_trait]
-pub trait GroupStore: Send + Sync + 'static {
+pub trait GroupStore: std::fmt::Debug + Send + Sync + 'static {
     /// Creates a group with these members (ids that name nothing are skipped).
     async fn create_group(
         &self,
@@ -83,93 +73,73 @@ pub trait GroupStore: Send + Sync + 'static {
         doc: GroupDoc,
         members: &[String],
         now: Timestamp,
-    ) -> Result<(GroupRecord, MembershipDelta), DirectoryError>;
+    ) -> Result<(GroupRecord, MembershipDelta)>;
 
-    async fn get_group(
-        &self,
-        conn: &ConnectionId,
-        id: &str,
-    ) -> Result<Option<GroupRecord>, DirectoryError>;
+    async fn get_group(&self, conn: &ConnectionId, id: &str) -> Result<Option<GroupRecord>>;
 
-    async fn list_groups(
-        &self,
-        conn: &ConnectionId,
-        spec: &ListSpec,
-    ) -> Result<Page<GroupRecord>, DirectoryError>;
+    async fn list_groups(&self, conn: &ConnectionId, spec: &ListSpec) -> Result<Page<GroupRecord>>;
 
     /// Replaces the group's document (when `doc` is given) and applies membership set
-    /// operations in order, in one transaction, if its version is `expect`; bumps the
-    /// version once, and only when something changed.
+    /// operations in order, in one transaction, if the group has the expected version; bumps
+    /// the version once, and only when something changed.
     async fn modify_group(
         &self,
-        conn: &ConnectionId,
-        id: &str,
-        expect: Option<i64>,
+        at: Target<'_>,
         doc: Option<GroupDoc>,
         members: &[MemberOp],
-        now: Timestamp,
-    ) -> Result<GroupChange, DirectoryError>;
+    ) -> Result<GroupChange>;
 
     /// Deletes a group, its memberships and its own membership of other groups.
-    async fn delete_group(
-        &self,
-        conn: &ConnectionId,
-        id: &str,
-        expect: Option<i64>,
-        now: Timestamp,
-    ) -> Result<Removed<GroupRecord>, DirectoryError>;
+    async fn delete_group(&self, at: Target<'_>) -> Result<Removed<GroupRecord>>;
 
     /// The members of each of these groups, ordered by member id.
     async fn group_members(
         &self,
         conn: &ConnectionId,
         group_ids: &[String],
-    ) -> Result<HashMap<String, Vec<MemberRef>>, DirectoryError>;
+    ) -> Result<HashMap<String, Vec<MemberRef>>>;
 
     /// The groups each of these users directly belongs to.
     async fn user_groups(
         &self,
         conn: &ConnectionId,
         user_ids: &[String],
-    ) -> Result<HashMap<String, Vec<GroupRef>>, DirectoryError>;
+    ) -> Result<HashMap<String, Vec<GroupRef>>>;
 
     /// The groups a user belongs to, directly or through nested groups (transitively).
     /// `via` names the direct group of an indirect one.
-    async fn user_access_groups(
-        &self,
-        conn: &ConnectionId,
-        user_id: &str,
-    ) -> Result<Vec<IdpGroup>, DirectoryError>;
+    async fn user_access_groups(&self, conn: &ConnectionId, user_id: &str)
+    -> Result<Vec<IdpGroup>>;
 
     /// The users who belong to these groups, directly or through nested groups.
     async fn group_user_members(
         &self,
         conn: &ConnectionId,
         group_ids: &[String],
-    ) -> Result<Vec<String>, DirectoryError>;
+    ) -> Result<Vec<String>>;
 }
 
 /// SCIM bearer tokens created with `pimgate token create` (only their hashes).
 #[async_trait]
-pub trait CredentialStore: Send + Sync + 'static {
-    async fn insert_token(&self, token: &TokenRow) -> Result<(), DirectoryError>;
+pub trait CredentialStore: std::fmt::Debug + Send + Sync + 'static {
+    async fn insert_token(&self, token: &TokenRow) -> Result<()>;
     /// Finds a token by the SHA-256 of its secret.
-    async fn find_token(&self, hash: &[u8; 32]) -> Result<Option<TokenRow>, DirectoryError>;
-    async fn list_tokens(&self, conn: &ConnectionId) -> Result<Vec<TokenRow>, DirectoryError>;
+    async fn find_token(&self, hash: &[u8; 32]) -> Result<Option<TokenRow>>;
+    async fn list_tokens(&self, conn: &ConnectionId) -> Result<Vec<TokenRow>>;
     /// Revokes (deletes) a token by id; true when it existed.
-    async fn revoke_token(&self, conn: &ConnectionId, id: &str) -> Result<bool, DirectoryError>;
+    async fn revoke_token(&self, conn: &ConnectionId, id: &str) -> Result<bool>;
 }
 
 /// The store itself: which database, and whether it answers.
 #[async_trait]
-pub trait StoreHealth: Send + Sync + 'static {
+pub trait StoreHealth: std::fmt::Debug + Send + Sync + 'static {
     fn backend(&self) -> Backend;
     /// Cheap round trip, for `/readyz`.
-    async fn ping(&self) -> Result<(), DirectoryError>;
+    async fn ping(&self) -> Result<()>;
 }
 
 /// One handle per role, all served by the same store. Services keep only the roles they use.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Stores {
     pub users: std::sync::Arc<dyn UserStore>,
     pub groups: std::sync::Arc<dyn GroupStore>,
@@ -189,13 +159,5 @@ impl Stores {
             credentials: store.clone(),
             health: store,
         }
-    }
-}
-
-impl std::fmt::Debug for Stores {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stores")
-            .field("backend", &self.health.backend())
-            .finish_non_exhaustive()
     }
 }

@@ -52,7 +52,7 @@ pub enum Failure {
 }
 
 /// Tuning of the shared connection.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct RedisOptions {
     /// The longest a single round trip may take before it counts as an outage.
     pub command_timeout: Duration,
@@ -69,15 +69,6 @@ impl Default for RedisOptions {
             retry_interval: Duration::from_secs(1),
             clock: Arc::new(SystemClock),
         }
-    }
-}
-
-impl std::fmt::Debug for RedisOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisOptions")
-            .field("command_timeout", &self.command_timeout)
-            .field("retry_interval", &self.retry_interval)
-            .finish_non_exhaustive()
     }
 }
 

@@ -86,14 +86,30 @@ pub(crate) struct OwnRedis {
     child: Option<Child>,
 }
 
+/// A `redis-server` that keeps nothing on disk, with `args` added, its output discarded.
+pub(crate) fn redis_server(args: &[&std::ffi::OsStr]) -> Child {
+    Command::new("redis-server")
+        .args(["--save", "", "--appendonly", "no"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server on PATH")
+}
+
 impl OwnRedis {
     pub async fn start() -> Self {
-        let mut me = Self {
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-        };
+        let mut me = Self::reserved();
         me.restart().await;
         me
+    }
+
+    /// A socket path for a server that is not running yet (`restart` starts it).
+    pub fn reserved() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        }
     }
 
     pub fn sock(&self) -> PathBuf {
@@ -106,24 +122,15 @@ impl OwnRedis {
 
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--unixsocket"])
-            .arg(self.sock())
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-                "--dir",
-            ])
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH");
-        self.child = Some(child);
+        let sock = self.sock();
+        self.child = Some(redis_server(&[
+            "--port".as_ref(),
+            "0".as_ref(),
+            "--unixsocket".as_ref(),
+            sock.as_os_str(),
+            "--dir".as_ref(),
+            self.dir.path().as_os_str(),
+        ]));
         wait_for_ping(&self.url()).await;
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::testing::{OwnRedis, free_port};
+use super::testing::{OwnRedis, free_port, redis_server};
 use super::*;
 use crate::clock::{ManualClock, Timestamp};
 
@@ -17,6 +17,13 @@ fn manual(clock: &ManualClock, retry: Duration) -> RedisOptions {
         clock: Arc::new(clock.clone()),
         ..RedisOptions::default()
     }
+}
+
+/// A handle on a server of the test's own, under `prefix`, on the test's clock.
+async fn on(server: &OwnRedis, prefix: &str, options: RedisOptions) -> Redis {
+    Redis::connect(&server.url(), prefix, options)
+        .await
+        .unwrap()
 }
 
 /// One round trip through the breaker (`None`: skipped). A read, which a paused server
@@ -39,13 +46,7 @@ async fn ping(redis: &Redis) -> Option<Result<(), Failure>> {
 async fn breaker_probes_once_per_interval_by_the_clock() {
     let clock = ManualClock::at(Timestamp(1_700_000_000_000));
     let mut server = OwnRedis::start().await;
-    let redis = Redis::connect(
-        &server.url(),
-        "breaker",
-        manual(&clock, Duration::from_secs(30)),
-    )
-    .await
-    .unwrap();
+    let redis = on(&server, "breaker", manual(&clock, Duration::from_secs(30))).await;
     assert!(redis.is_healthy());
     server.kill();
     assert!(matches!(ping(&redis).await, Some(Err(_))));
@@ -93,9 +94,7 @@ async fn hung_server_times_out_then_is_skipped() {
         command_timeout: Duration::from_millis(100),
         ..manual(&clock, Duration::from_secs(600))
     };
-    let redis = Redis::connect(&server.url(), "hung", options)
-        .await
-        .unwrap();
+    let redis = on(&server, "hung", options).await;
     let mut raw = server.raw();
     let () = redis::cmd("CLIENT")
         .arg(&["PAUSE", "1500", "ALL"])
@@ -117,30 +116,16 @@ async fn hung_server_times_out_then_is_skipped() {
 #[tokio::test]
 async fn unreachable_at_startup_is_degraded_then_recovers() {
     let clock = ManualClock::at(Timestamp(1_700_000_000_000));
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("unix://{}", dir.path().join("r.sock").display());
-    let redis = Redis::connect(&url, "late", manual(&clock, Duration::from_secs(1)))
-        .await
-        .unwrap();
+    let mut server = OwnRedis::reserved();
+    let redis = on(&server, "late", manual(&clock, Duration::from_secs(1))).await;
     assert!(!redis.is_healthy());
-    let mut child = Command::new("redis-server")
-        .args(["--port", "0", "--unixsocket"])
-        .arg(dir.path().join("r.sock"))
-        .args(["--save", "", "--appendonly", "no", "--dir"])
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    testing::wait_for_ping(&url).await;
+    server.restart().await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !redis.is_healthy() {
         clock.advance_millis(1000);
         let _ = ping(&redis).await;
         assert!(Instant::now() < deadline, "no recovery");
     }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// A self-signed server certificate is refused (no `#insecure`), which shows `rediss://`
@@ -172,32 +157,24 @@ async fn tls_verifies_the_server() {
         .status()
         .unwrap();
     assert!(ok.success());
-    let port = free_port();
-    let mut child = Command::new("redis-server")
-        .args([
-            "--port",
-            "0",
-            "--tls-port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--tls-auth-clients",
-            "no",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--tls-cert-file",
-        ])
-        .arg(&cert)
-        .arg("--tls-key-file")
-        .arg(&key)
-        .arg("--tls-ca-cert-file")
-        .arg(&cert)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let port = free_port().to_string();
+    let mut child = redis_server(&[
+        "--port".as_ref(),
+        "0".as_ref(),
+        "--tls-port".as_ref(),
+        port.as_ref(),
+        "--bind".as_ref(),
+        "127.0.0.1".as_ref(),
+        "--tls-auth-clients".as_ref(),
+        "no".as_ref(),
+        "--tls-cert-file".as_ref(),
+        cert.as_os_str(),
+        "--tls-key-file".as_ref(),
+        key.as_os_str(),
+        "--tls-ca-cert-file".as_ref(),
+        cert.as_os_str(),
+    ]);
+    let port: u16 = port.parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "TLS redis-server did not start");

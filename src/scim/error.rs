@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use scim_v2::models::errors::ScimHttpError;
 pub use scim_v2::models::errors::ScimType;
 
-use super::extract::etag;
+use super::render::etag;
 use crate::directory::DirectoryError;
 
 pub const ERROR_URN: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
@@ -73,6 +73,19 @@ impl ScimError {
     pub fn at(mut self, prefix: &str) -> Self {
         self.detail = format!("{prefix}: {}", self.detail);
         self
+    }
+}
+
+/// The `scimType` and detail of a 400, for tests that check which error a request gets.
+#[cfg(test)]
+pub(crate) fn bad_request_parts<T: std::fmt::Debug>(r: Result<T, ScimError>) -> (ScimType, String) {
+    match r {
+        Err(ScimError {
+            scim_type: Some(kind),
+            detail,
+            ..
+        }) => (kind, detail),
+        other => panic!("expected a 400 error, got {other:?}"),
     }
 }
 

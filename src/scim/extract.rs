@@ -10,6 +10,7 @@ use secrecy::ExposeSecret;
 use serde_json::Value;
 
 use super::error::ScimError;
+use super::render::parse_etag;
 use super::service::ScimService;
 use crate::connections::ConnectionId;
 use crate::token;
@@ -203,18 +204,6 @@ impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
             .unwrap_or_default();
         Ok(IfNoneMatch(raw.split(',').filter_map(parse_etag).collect()))
     }
-}
-
-/// Parses `W/"12"` or `"12"`.
-pub fn parse_etag(raw: &str) -> Option<i64> {
-    let raw = raw.trim();
-    let raw = raw.strip_prefix("W/").unwrap_or(raw);
-    raw.strip_prefix('"')?.strip_suffix('"')?.parse().ok()
-}
-
-/// The ETag of a version.
-pub fn etag(version: i64) -> String {
-    format!("W/\"{version}\"")
 }
 
 /// The URL query as name/value pairs.

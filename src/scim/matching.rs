@@ -16,6 +16,7 @@ use std::cmp::Ordering;
 use scim_v2::filter::{AttrExp, AttrPath, CompValue, CompareOp, ValFilter};
 use serde_json::{Map, Value};
 
+use super::resource::parse_bool;
 use crate::directory::schema::{AttrDef, AttrType};
 
 /// Whether one element of a multi-valued attribute matches a value filter.
@@ -186,16 +187,6 @@ enum Scalar<'a> {
     Bool(bool),
     Num(f64),
     Str(Cow<'a, str>),
-}
-
-fn parse_bool(s: &str) -> Option<bool> {
-    if s.eq_ignore_ascii_case("true") {
-        Some(true)
-    } else if s.eq_ignore_ascii_case("false") {
-        Some(false)
-    } else {
-        None
-    }
 }
 
 fn scalar_of_json<'a>(v: Option<&'a Value>, boolean: bool) -> Option<Scalar<'a>> {

@@ -9,12 +9,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use super::extract::etag;
-use crate::clock::Timestamp;
 use crate::directory::schema::{
     AttrHome, Catalogue, ENTERPRISE_URN, GROUP_URN, Returned, USER_URN,
 };
-use crate::directory::{GroupRecord, GroupRef, MemberRef, ResourceKind, UserRecord};
+use crate::directory::{
+    GroupKind, GroupRecord, GroupRef, MemberRef, Records, ResourceKind, UserKind, UserRecord,
+};
 
 /// A top-level attribute: where it lives (`None` = top level, `Some(urn)` = inside an
 /// extension) and its canonical name.
@@ -202,41 +202,34 @@ fn drop_subs(value: &mut Value, subs: &BTreeSet<String>) {
     }
 }
 
-/// What every representation carries besides its attributes (RFC 7643 §3.1).
-struct Stamp<'a> {
-    kind: ResourceKind,
-    id: &'a str,
-    created: Timestamp,
-    last_modified: Timestamp,
-    version: i64,
-}
-
 /// A full representation: `schemas`, `id`, the stored attributes, the read-only references
-/// (`groups` of a user, `members` of a group) when loaded and not empty, and `meta`.
-fn representation(
+/// (`groups` of a user, `members` of a group) when loaded and not empty, and `meta`
+/// (RFC 7643 §3.1).
+fn representation<R: Records>(
     schemas: Vec<Value>,
-    stamp: &Stamp<'_>,
+    rec: &R::Record,
     attrs: &Map<String, Value>,
     refs: Option<(&str, Vec<Value>)>,
     base: &str,
 ) -> Value {
     let mut obj = Map::new();
     obj.insert("schemas".into(), Value::Array(schemas));
-    obj.insert("id".into(), json!(stamp.id));
+    obj.insert("id".into(), json!(R::id(rec)));
     for (k, v) in attrs {
         obj.insert(k.clone(), v.clone());
     }
     if let Some((name, list)) = refs.filter(|(_, l)| !l.is_empty()) {
         obj.insert(name.to_owned(), Value::Array(list));
     }
+    let (created, modified) = R::times(rec);
     obj.insert(
         "meta".into(),
         json!({
-            "resourceType": stamp.kind.as_str(),
-            "created": stamp.created.to_rfc3339(),
-            "lastModified": stamp.last_modified.to_rfc3339(),
-            "version": etag(stamp.version),
-            "location": format!("{base}/{}/{}", stamp.kind.endpoint(), stamp.id),
+            "resourceType": R::KIND.as_str(),
+            "created": created.to_rfc3339(),
+            "lastModified": modified.to_rfc3339(),
+            "version": etag(R::version(rec)),
+            "location": format!("{base}/{}/{}", R::KIND.endpoint(), R::id(rec)),
         }),
     );
     Value::Object(obj)
@@ -248,53 +241,41 @@ pub fn user_json(rec: &UserRecord, groups: Option<&[GroupRef]>, base: &str) -> V
     if rec.doc.attrs().contains_key(ENTERPRISE_URN) {
         schemas.push(json!(ENTERPRISE_URN));
     }
-    let refs = groups.map(|groups| {
-        let list = groups
-            .iter()
-            .map(|g| {
-                json!({
-                    "value": g.id,
-                    "$ref": format!("{base}/Groups/{}", g.id),
-                    "display": g.display,
-                    "type": "direct",
-                })
-            })
-            .collect();
-        ("groups", list)
-    });
-    let stamp = Stamp {
-        kind: ResourceKind::User,
-        id: &rec.id,
-        created: rec.created,
-        last_modified: rec.last_modified,
-        version: rec.version,
+    let group = |g: &GroupRef| {
+        json!({
+            "value": g.id,
+            "$ref": format!("{base}/Groups/{}", g.id),
+            "display": g.display,
+            "type": "direct",
+        })
     };
-    representation(schemas, &stamp, rec.doc.attrs(), refs, base)
+    let refs = groups.map(|g| ("groups", g.iter().map(group).collect()));
+    representation::<UserKind>(schemas, rec, rec.doc.attrs(), refs, base)
 }
 
 /// The full representation of a group. `members` is its members, when loaded.
 pub fn group_json(rec: &GroupRecord, members: Option<&[MemberRef]>, base: &str) -> Value {
-    let refs = members.map(|members| {
-        let list = members
-            .iter()
-            .map(|m| {
-                json!({
-                    "value": m.id,
-                    "$ref": format!("{base}/{}/{}", m.kind.resource().endpoint(), m.id),
-                    "type": m.kind.as_str(),
-                })
-            })
-            .collect();
-        ("members", list)
-    });
-    let stamp = Stamp {
-        kind: ResourceKind::Group,
-        id: &rec.id,
-        created: rec.created,
-        last_modified: rec.last_modified,
-        version: rec.version,
+    let member = |m: &MemberRef| {
+        json!({
+            "value": m.id,
+            "$ref": format!("{base}/{}/{}", m.kind.resource().endpoint(), m.id),
+            "type": m.kind.as_str(),
+        })
     };
-    representation(vec![json!(GROUP_URN)], &stamp, rec.doc.attrs(), refs, base)
+    let refs = members.map(|m| ("members", m.iter().map(member).collect()));
+    representation::<GroupKind>(vec![json!(GROUP_URN)], rec, rec.doc.attrs(), refs, base)
+}
+
+/// Parses `W/"12"` or `"12"`.
+pub fn parse_etag(raw: &str) -> Option<i64> {
+    let raw = raw.trim();
+    let raw = raw.strip_prefix("W/").unwrap_or(raw);
+    raw.strip_prefix('"')?.strip_suffix('"')?.parse().ok()
+}
+
+/// The ETag of a version.
+pub fn etag(version: i64) -> String {
+    format!("W/\"{version}\"")
 }
 
 /// An RFC 7644 §3.4.2 list response.

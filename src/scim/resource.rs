@@ -28,11 +28,12 @@ use scim_v2::{Context, Validate};
 use serde_json::{Map, Value};
 
 use super::error::ScimError;
+use crate::directory::doc::Document;
 use crate::directory::schema::{
     AttrDef, AttrHome, AttrType, Catalogue, ENTERPRISE_URN, GROUP_URN, Mutability, SchemaDef,
     USER_URN,
 };
-use crate::directory::{GroupDoc, MemberKind, ResourceKind, UserDoc};
+use crate::directory::{GroupDoc, GroupKind, Kind, MemberKind, ResourceKind, UserDoc, UserKind};
 
 /// One entry of a group's `members` as a client sent it (RFC 7643 §4.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,14 +46,44 @@ pub struct MemberValue {
 
 /// Normalises a User body (POST or PUT).
 pub fn user_from_body(body: Value, cat: &Catalogue) -> Result<UserDoc, ScimError> {
-    user_from_attrs(body_object(body, "user")?, cat)
+    from_attrs(body_object(body, "user")?, cat)
 }
 
-/// Normalises a user's attributes: the same pipeline as [`user_from_body`], used on the
-/// result of a PATCH.
-pub fn user_from_attrs(attrs: Map<String, Value>, cat: &Catalogue) -> Result<UserDoc, ScimError> {
-    let doc = UserDoc::new(normalise_resource(ResourceKind::User, attrs, cat)?)?;
-    validate_user(doc.attrs())?;
+/// What normalisation checks per resource kind: the `scim_v2` model its documents must read
+/// as (RFC 7643 §4.1, §4.2), and the schemas a document declares.
+pub trait Normalise: Kind {
+    type Model: serde::de::DeserializeOwned + Validate;
+    fn schemas(attrs: &Map<String, Value>) -> Vec<Value>;
+}
+
+impl Normalise for UserKind {
+    type Model = User<String>;
+
+    fn schemas(attrs: &Map<String, Value>) -> Vec<Value> {
+        let mut schemas = vec![Value::from(USER_URN)];
+        if attrs.contains_key(ENTERPRISE_URN) {
+            schemas.push(Value::from(ENTERPRISE_URN));
+        }
+        schemas
+    }
+}
+
+impl Normalise for GroupKind {
+    type Model = Group<String>;
+
+    fn schemas(_: &Map<String, Value>) -> Vec<Value> {
+        vec![Value::from(GROUP_URN)]
+    }
+}
+
+/// Normalises a resource's own attributes (never a group's members) into its document, and
+/// checks the result against the typed model.
+pub fn from_attrs<K: Normalise>(
+    attrs: Map<String, Value>,
+    cat: &Catalogue,
+) -> Result<Document<K>, ScimError> {
+    let doc = Document::<K>::new(normalise_resource(K::KIND, attrs, cat)?)?;
+    checked::<K>(doc.attrs())?;
     Ok(doc)
 }
 
@@ -76,14 +107,7 @@ pub fn group_from_body(
             Some(v) => members = Some(member_values(&v)?),
         }
     }
-    Ok((group_from_attrs(map, cat)?, members))
-}
-
-/// Normalises a group's own attributes (never its members).
-pub fn group_from_attrs(attrs: Map<String, Value>, cat: &Catalogue) -> Result<GroupDoc, ScimError> {
-    let doc = GroupDoc::new(normalise_resource(ResourceKind::Group, attrs, cat)?)?;
-    validate_group(doc.attrs())?;
-    Ok(doc)
+    Ok((from_attrs(map, cat)?, members))
 }
 
 /// Reads `members` values: an array of `{"value": id, "type": "User"|"Group"}` objects, or
@@ -345,31 +369,20 @@ fn normalise_resource(
     Ok(out)
 }
 
-/// The typed check: the document must read as `scim_v2`'s `User` and pass its RFC 7643
-/// REQUIRED rules. The pipeline above already enforces types, so a failure here is a rule
-/// the model knows and the catalogue does not.
-fn validate_user(attrs: &Map<String, Value>) -> Result<(), ScimError> {
+/// The typed check: the document must read as `scim_v2`'s model of its kind and pass its
+/// RFC 7643 REQUIRED rules. The pipeline above already enforces types, so a failure here is
+/// a rule the model knows and the catalogue does not.
+fn checked<K: Normalise>(attrs: &Map<String, Value>) -> Result<(), ScimError> {
     let mut obj = attrs.clone();
-    let mut schemas = vec![Value::from(USER_URN)];
-    if attrs.contains_key(ENTERPRISE_URN) {
-        schemas.push(Value::from(ENTERPRISE_URN));
-    }
-    obj.insert("schemas".to_owned(), Value::Array(schemas));
-    let user: User<String> = serde_json::from_value(Value::Object(obj))
-        .map_err(|e| invalid(format!("the user does not fit the User schema: {e}")))?;
-    user.validate_as(Context::CreateRequest)
-        .map_err(|e| invalid(e.to_string()))
-}
-
-fn validate_group(attrs: &Map<String, Value>) -> Result<(), ScimError> {
-    let mut obj = attrs.clone();
-    obj.insert(
-        "schemas".to_owned(),
-        Value::Array(vec![Value::from(GROUP_URN)]),
-    );
-    let group: Group<String> = serde_json::from_value(Value::Object(obj))
-        .map_err(|e| invalid(format!("the group does not fit the Group schema: {e}")))?;
-    group
+    obj.insert("schemas".to_owned(), Value::Array(K::schemas(attrs)));
+    let what = K::KIND.as_str();
+    let model: K::Model = serde_json::from_value(Value::Object(obj)).map_err(|e| {
+        invalid(format!(
+            "the {} does not fit the {what} schema: {e}",
+            what.to_lowercase()
+        ))
+    })?;
+    model
         .validate_as(Context::CreateRequest)
         .map_err(|e| invalid(e.to_string()))
 }
@@ -443,14 +456,7 @@ mod tests {
     }
 
     fn kind_of_err(r: Result<Value, ScimError>) -> (ScimType, String) {
-        match r {
-            Err(ScimError {
-                scim_type: Some(kind),
-                detail,
-                ..
-            }) => (kind, detail),
-            other => panic!("expected a 400 error, got {other:?}"),
-        }
+        crate::scim::error::bad_request_parts(r)
     }
 
     #[test]

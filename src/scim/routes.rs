@@ -14,9 +14,9 @@ use serde_json::Value;
 
 use super::discovery;
 use super::error::{SCIM_CONTENT_TYPE, ScimError};
-use super::extract::{Caller, IfMatch, IfNoneMatch, QueryPairs, ResourceId, ScimJson, etag};
+use super::extract::{Caller, IfMatch, IfNoneMatch, QueryPairs, ResourceId, ScimJson};
 use super::params::{ListParams, SelectParams};
-use super::render::list_response;
+use super::render::{etag, list_response};
 use super::service::{Resource, ScimService};
 use crate::directory::{DirectoryError, FilterError, GroupKind, UserKind};
 
@@ -35,8 +35,8 @@ where
         .route(
             &r("/Users/{id}"),
             get(read::<UserKind>)
-                .put(replace::<UserKind>)
-                .patch(patch::<UserKind>)
+                .put(update::<UserKind, false>)
+                .patch(update::<UserKind, true>)
                 .delete(delete::<UserKind>),
         )
         .route(
@@ -47,8 +47,8 @@ where
         .route(
             &r("/Groups/{id}"),
             get(read::<GroupKind>)
-                .put(replace::<GroupKind>)
-                .patch(patch::<GroupKind>)
+                .put(update::<GroupKind, false>)
+                .patch(update::<GroupKind, true>)
                 .delete(delete::<GroupKind>),
         )
         .route(&r("/.search"), post(search_all))
@@ -120,10 +120,17 @@ async fn one<R: Resource>(
 ) -> Result<Response, ScimError> {
     let p = SelectParams::from_query(query);
     let sel = scim.selection::<R>(&p.attributes, &p.excluded);
-    let body = R::represent(scim, caller, &sel, std::slice::from_ref(record), patched)
-        .await?
-        .pop()
-        .unwrap_or(Value::Null);
+    let body = R::represent(
+        scim,
+        &caller.connection,
+        &caller.base_url,
+        &sel,
+        std::slice::from_ref(record),
+        patched,
+    )
+    .await?
+    .pop()
+    .unwrap_or(Value::Null);
     let location = format!(
         "{}/{}/{}",
         caller.base_url,
@@ -151,7 +158,7 @@ async fn read<R: Resource>(
     QueryPairs(q): QueryPairs,
     IfNoneMatch(held): IfNoneMatch,
 ) -> Result<Response, ScimError> {
-    let rec = R::get(&scim, &caller.connection, &id).await?;
+    let rec = scim.directory().get::<R>(&caller.connection, &id).await?;
     if held.contains(&R::version(&rec)) {
         let mut resp = StatusCode::NOT_MODIFIED.into_response();
         if let Ok(v) = HeaderValue::from_str(&etag(R::version(&rec))) {
@@ -162,7 +169,8 @@ async fn read<R: Resource>(
     one::<R>(&scim, &caller, &q, &rec, StatusCode::OK, false).await
 }
 
-async fn replace<R: Resource>(
+/// PUT (`PATCH = false`) or PATCH (`PATCH = true`) of one resource.
+async fn update<R: Resource, const PATCH: bool>(
     State(scim): State<ScimService>,
     caller: Caller,
     ResourceId(id): ResourceId,
@@ -170,20 +178,13 @@ async fn replace<R: Resource>(
     IfMatch(expect): IfMatch,
     ScimJson(body): ScimJson,
 ) -> Result<Response, ScimError> {
-    let rec = R::replace(&scim, &caller.connection, &id, expect, body).await?;
-    one::<R>(&scim, &caller, &q, &rec, StatusCode::OK, false).await
-}
-
-async fn patch<R: Resource>(
-    State(scim): State<ScimService>,
-    caller: Caller,
-    ResourceId(id): ResourceId,
-    QueryPairs(q): QueryPairs,
-    IfMatch(expect): IfMatch,
-    ScimJson(body): ScimJson,
-) -> Result<Response, ScimError> {
-    let rec = R::patch(&scim, &caller.connection, &id, expect, body).await?;
-    one::<R>(&scim, &caller, &q, &rec, StatusCode::OK, true).await
+    let conn = &caller.connection;
+    let rec = if PATCH {
+        R::patch(&scim, conn, &id, expect, body).await?
+    } else {
+        R::replace(&scim, conn, &id, expect, body).await?
+    };
+    one::<R>(&scim, &caller, &q, &rec, StatusCode::OK, PATCH).await
 }
 
 async fn delete<R: Resource>(
@@ -192,7 +193,9 @@ async fn delete<R: Resource>(
     ResourceId(id): ResourceId,
     IfMatch(expect): IfMatch,
 ) -> Result<StatusCode, ScimError> {
-    R::delete(&scim, &caller.connection, &id, expect).await?;
+    scim.directory()
+        .delete::<R>(&caller.connection, &id, expect)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -208,7 +211,7 @@ async fn page<R: Resource>(
         Ok(spec) => spec,
         Err(unknown_sort) => return Ok(Err(unknown_sort)),
     };
-    let page = match R::list(scim, &caller.connection, &spec).await {
+    let page = match scim.directory().list::<R>(&caller.connection, &spec).await {
         Ok(p) => p,
         Err(e @ DirectoryError::InvalidFilter(FilterError::UnknownAttribute(_))) => {
             return Ok(Err(e.into()));
@@ -216,7 +219,15 @@ async fn page<R: Resource>(
         Err(e) => return Err(e.into()),
     };
     let sel = scim.selection::<R>(&params.attributes, &params.excluded);
-    let resources = R::represent(scim, caller, &sel, &page.items, false).await?;
+    let resources = R::represent(
+        scim,
+        &caller.connection,
+        &caller.base_url,
+        &sel,
+        &page.items,
+        false,
+    )
+    .await?;
     Ok(Ok((page.total, resources)))
 }
 

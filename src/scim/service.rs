@@ -12,7 +12,6 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::error::ScimError;
-use super::extract::Caller;
 use super::params::ListParams;
 use super::patch;
 use super::render::{Selection, group_json, user_json};
@@ -20,8 +19,8 @@ use super::resource;
 use crate::connections::{ConnectionId, Registry};
 use crate::directory::schema::Catalogue;
 use crate::directory::{
-    CredentialStore, Directory, DirectoryError, EditError, GroupDoc, GroupKind, GroupRecord, Kind,
-    ListSpec, Page, UserKind, UserRecord,
+    CredentialStore, Directory, EditError, GroupDoc, GroupKind, GroupRecord, Kind, ListSpec,
+    Records, UserKind, UserRecord,
 };
 use crate::token;
 
@@ -41,25 +40,18 @@ pub struct ScimOptions {
 }
 
 /// The SCIM service (a cheap handle).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ScimService {
     inner: Arc<Inner>,
 }
 
+#[derive(Debug)]
 struct Inner {
     directory: Directory,
     catalogue: Arc<Catalogue>,
     registry: Arc<Registry>,
     credentials: Arc<dyn CredentialStore>,
     options: ScimOptions,
-}
-
-impl std::fmt::Debug for ScimService {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScimService")
-            .field("options", &self.inner.options)
-            .finish_non_exhaustive()
-    }
 }
 
 impl ScimService {
@@ -143,31 +135,16 @@ fn edit_error(e: EditError<ScimError>) -> ScimError {
     }
 }
 
-/// A SCIM resource type, as one generic path for the routes (RFC 7643 §4.1, §4.2).
-pub trait Resource: Kind {
-    type Record: Send + Sync + 'static;
-
-    fn id(record: &Self::Record) -> &str;
-    fn version(record: &Self::Record) -> i64;
-
+/// A SCIM resource type, as one generic path for the routes (RFC 7643 §4.1, §4.2): what
+/// differs between Users and Groups in SCIM. Reading records is the directory's
+/// ([`Records`]).
+pub trait Resource: Records {
     /// POST: a new resource from a request body.
     fn create(
         scim: &ScimService,
         conn: &ConnectionId,
         body: Value,
     ) -> impl Future<Output = Result<Self::Record, ScimError>> + Send;
-
-    fn get(
-        scim: &ScimService,
-        conn: &ConnectionId,
-        id: &str,
-    ) -> impl Future<Output = Result<Self::Record, ScimError>> + Send;
-
-    fn list(
-        scim: &ScimService,
-        conn: &ConnectionId,
-        spec: &ListSpec,
-    ) -> impl Future<Output = Result<Page<Self::Record>, DirectoryError>> + Send;
 
     /// PUT: replaces every writable attribute (RFC 7644 §3.5.1); read-only ones are ignored.
     fn replace(
@@ -187,20 +164,15 @@ pub trait Resource: Kind {
         body: Value,
     ) -> impl Future<Output = Result<Self::Record, ScimError>> + Send;
 
-    fn delete(
-        scim: &ScimService,
-        conn: &ConnectionId,
-        id: &str,
-        expect: Option<i64>,
-    ) -> impl Future<Output = Result<(), ScimError>> + Send;
-
-    /// The representations of `records`, projected by `sel`, with their read-only
+    /// The representations of `records` (under the connection's SCIM base URL), projected by
+    /// `sel`, with their read-only
     /// references (`groups`, `members`) loaded only when the selection wants them.
     /// `patched`: answering a PATCH, where a large group's members are left out unless
     /// asked for by name, so a one-member change costs the same on any group.
     fn represent(
         scim: &ScimService,
-        caller: &Caller,
+        conn: &ConnectionId,
+        base_url: &str,
         sel: &Selection,
         records: &[Self::Record],
         patched: bool,
@@ -208,16 +180,6 @@ pub trait Resource: Kind {
 }
 
 impl Resource for UserKind {
-    type Record = UserRecord;
-
-    fn id(record: &UserRecord) -> &str {
-        &record.id
-    }
-
-    fn version(record: &UserRecord) -> i64 {
-        record.version
-    }
-
     async fn create(
         scim: &ScimService,
         conn: &ConnectionId,
@@ -225,22 +187,6 @@ impl Resource for UserKind {
     ) -> Result<UserRecord, ScimError> {
         let doc = resource::user_from_body(body, scim.catalogue())?;
         Ok(scim.directory().create_user(conn, doc).await?)
-    }
-
-    async fn get(
-        scim: &ScimService,
-        conn: &ConnectionId,
-        id: &str,
-    ) -> Result<UserRecord, ScimError> {
-        Ok(scim.directory().user(conn, id).await?)
-    }
-
-    async fn list(
-        scim: &ScimService,
-        conn: &ConnectionId,
-        spec: &ListSpec,
-    ) -> Result<Page<UserRecord>, DirectoryError> {
-        scim.directory().list_users(conn, spec).await
     }
 
     async fn replace(
@@ -264,30 +210,22 @@ impl Resource for UserKind {
         let ops = patch::parse_patch(body)?;
         let cat = scim.catalogue();
         scim.directory()
-            .edit_user(conn, id, expect, |doc| patch::patch_user(doc, &ops, cat))
+            .edit_user(conn, id, expect, |doc| patch::patch_doc(doc, &ops, cat))
             .await
             .map_err(edit_error)
     }
 
-    async fn delete(
-        scim: &ScimService,
-        conn: &ConnectionId,
-        id: &str,
-        expect: Option<i64>,
-    ) -> Result<(), ScimError> {
-        Ok(scim.directory().delete_user(conn, id, expect).await?)
-    }
-
     async fn represent(
         scim: &ScimService,
-        caller: &Caller,
+        conn: &ConnectionId,
+        base_url: &str,
         sel: &Selection,
         records: &[UserRecord],
         _patched: bool,
     ) -> Result<Vec<Value>, ScimError> {
         let mut groups = if sel.wants("groups") {
             let ids: Vec<String> = records.iter().map(|u| u.id.clone()).collect();
-            scim.directory().groups_of(&caller.connection, &ids).await?
+            scim.directory().groups_of(conn, &ids).await?
         } else {
             Default::default()
         };
@@ -295,7 +233,7 @@ impl Resource for UserKind {
             .iter()
             .map(|u| {
                 let g = groups.remove(&u.id);
-                let full = user_json(u, g.as_deref(), &caller.base_url);
+                let full = user_json(u, g.as_deref(), base_url);
                 sel.apply(Self::KIND, scim.catalogue(), full)
             })
             .collect())
@@ -303,16 +241,6 @@ impl Resource for UserKind {
 }
 
 impl Resource for GroupKind {
-    type Record = GroupRecord;
-
-    fn id(record: &GroupRecord) -> &str {
-        &record.id
-    }
-
-    fn version(record: &GroupRecord) -> i64 {
-        record.version
-    }
-
     async fn create(
         scim: &ScimService,
         conn: &ConnectionId,
@@ -325,22 +253,6 @@ impl Resource for GroupKind {
             .map(|m| m.value)
             .collect();
         Ok(scim.directory().create_group(conn, doc, &ids).await?)
-    }
-
-    async fn get(
-        scim: &ScimService,
-        conn: &ConnectionId,
-        id: &str,
-    ) -> Result<GroupRecord, ScimError> {
-        Ok(scim.directory().group(conn, id).await?)
-    }
-
-    async fn list(
-        scim: &ScimService,
-        conn: &ConnectionId,
-        spec: &ListSpec,
-    ) -> Result<Page<GroupRecord>, DirectoryError> {
-        scim.directory().list_groups(conn, spec).await
     }
 
     /// `members`, when present, replaces the membership; when absent, the membership is
@@ -373,26 +285,18 @@ impl Resource for GroupKind {
         let cat = scim.catalogue();
         let plan = patch::plan_group_patch(ops, cat)?;
         let doc_ops = plan.doc_ops;
-        let edit = (!doc_ops.is_empty())
-            .then_some(|doc: &GroupDoc| patch::patch_group_doc(doc, &doc_ops, cat));
+        let edit =
+            (!doc_ops.is_empty()).then_some(|doc: &GroupDoc| patch::patch_doc(doc, &doc_ops, cat));
         scim.directory()
             .edit_group(conn, id, expect, edit, &plan.members)
             .await
             .map_err(edit_error)
     }
 
-    async fn delete(
-        scim: &ScimService,
-        conn: &ConnectionId,
-        id: &str,
-        expect: Option<i64>,
-    ) -> Result<(), ScimError> {
-        Ok(scim.directory().delete_group(conn, id, expect).await?)
-    }
-
     async fn represent(
         scim: &ScimService,
-        caller: &Caller,
+        conn: &ConnectionId,
+        base_url: &str,
         sel: &Selection,
         records: &[GroupRecord],
         patched: bool,
@@ -405,15 +309,12 @@ impl Resource for GroupKind {
                     && (!patched || sel.requests("members") || g.member_count <= max)
             })
             .collect();
-        let mut members = scim
-            .directory()
-            .members_of(&caller.connection, &wanted)
-            .await?;
+        let mut members = scim.directory().members_of(conn, &wanted).await?;
         Ok(records
             .iter()
             .map(|g| {
                 let m = members.remove(&g.id);
-                let full = group_json(g, m.as_deref(), &caller.base_url);
+                let full = group_json(g, m.as_deref(), base_url);
                 sel.apply(Self::KIND, scim.catalogue(), full)
             })
             .collect())

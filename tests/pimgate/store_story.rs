@@ -8,8 +8,8 @@ use pimgate::clock::Timestamp;
 use pimgate::connections::ConnectionId;
 use pimgate::directory::schema::Catalogue;
 use pimgate::directory::{
-    CredentialStore, DirectoryError, GroupDoc, GroupStore, ListSpec, MemberOp, TokenRow, UserDoc,
-    UserStore,
+    CredentialStore, DirectoryError, GroupDoc, GroupStore, ListSpec, MemberOp, Target, TokenRow,
+    UserDoc, UserStore,
 };
 use serde_json::{Map, Value, json};
 
@@ -37,6 +37,16 @@ fn spec(filter: Option<&str>) -> ListSpec {
         descending: false,
         start_index: 1,
         count: 100,
+    }
+}
+
+/// A write to record `id` of `conn` expecting `expect`, at `now`.
+fn at<'a>(conn: &'a ConnectionId, id: &'a str, expect: Option<i64>, now: Timestamp) -> Target<'a> {
+    Target {
+        conn,
+        id,
+        expect,
+        now,
     }
 }
 
@@ -116,32 +126,32 @@ async fn story(backend: Db) {
 
     // Update under a row lock; unchanged documents keep their version.
     let same = store
-        .update_user(&a, &bob.id, None, bob.doc.clone(), t0)
+        .update_user(at(&a, &bob.id, None, t0), bob.doc.clone())
         .await
         .unwrap();
     assert_eq!(same.after.version, 1);
     assert_eq!(same.before, same.after);
     let renamed = store
         .update_user(
-            &a,
-            &bob.id,
-            Some(1),
+            at(&a, &bob.id, Some(1), Timestamp(t0.0 + 1)),
             user("robert", json!({})),
-            Timestamp(t0.0 + 1),
         )
         .await
         .unwrap();
     assert_eq!(renamed.after.version, 2);
     assert_eq!(renamed.before.doc.user_name(), "bob");
     let stale = store
-        .update_user(&a, &bob.id, Some(1), user("x", json!({})), t0)
+        .update_user(at(&a, &bob.id, Some(1), t0), user("x", json!({})))
         .await;
     assert!(
         matches!(stale, Err(DirectoryError::VersionMismatch { current: 2 })),
         "{stale:?}"
     );
     let clash = store
-        .update_user(&a, &bob.id, None, user("ANN@example.com", json!({})), t0)
+        .update_user(
+            at(&a, &bob.id, None, t0),
+            user("ANN@example.com", json!({})),
+        )
         .await;
     assert!(
         matches!(clash, Err(DirectoryError::Conflict { .. })),
@@ -165,12 +175,9 @@ async fn story(backend: Db) {
     );
     let own = store
         .modify_group(
-            &a,
-            &foreign.id,
-            None,
+            at(&a, &foreign.id, None, t0),
             None,
             &[MemberOp::Add(vec![foreign.id.clone()])],
-            t0,
         )
         .await;
     assert!(
@@ -179,12 +186,9 @@ async fn story(backend: Db) {
     );
     let change = store
         .modify_group(
-            &a,
-            &g.id,
-            None,
+            at(&a, &g.id, None, t0),
             None,
             &[MemberOp::Add(vec![ann.id.clone(), bob.id.clone()])],
-            t0,
         )
         .await
         .unwrap();
@@ -198,12 +202,9 @@ async fn story(backend: Db) {
     assert_eq!(change.record.before.member_count, 1);
     let change = store
         .modify_group(
-            &a,
-            &g.id,
-            None,
+            at(&a, &g.id, None, t0),
             None,
             &[MemberOp::Remove(vec![ann.id.clone(), "nobody".into()])],
-            t0,
         )
         .await
         .unwrap();
@@ -238,15 +239,12 @@ async fn story(backend: Db) {
     // A failed membership change writes nothing.
     let failed = store
         .modify_group(
-            &a,
-            &g.id,
-            None,
+            at(&a, &g.id, None, t0),
             None,
             &[
                 MemberOp::Add(vec![ann.id.clone()]),
                 MemberOp::Add(vec![g.id.clone()]),
             ],
-            t0,
         )
         .await;
     assert!(failed.is_err());
@@ -254,7 +252,7 @@ async fn story(backend: Db) {
     assert_eq!((after.member_count, after.version), (1, g3.version));
 
     // Deleting a user removes its memberships and bumps the groups it left.
-    let left = store.delete_user(&a, &bob.id, None, t0).await.unwrap();
+    let left = store.delete_user(at(&a, &bob.id, None, t0)).await.unwrap();
     assert_eq!(left.members.groups, vec![g.id.clone()]);
     assert_eq!(left.before.id, bob.id);
     let after = store.get_group(&a, &g.id).await.unwrap().unwrap();
@@ -268,7 +266,7 @@ async fn story(backend: Db) {
     );
 
     // Deleting a group.
-    let removed = store.delete_group(&a, &g.id, None, t0).await.unwrap();
+    let removed = store.delete_group(at(&a, &g.id, None, t0)).await.unwrap();
     assert!(removed.members.users.is_empty());
     assert!(store.get_group(&a, &g.id).await.unwrap().is_none());
 
@@ -325,7 +323,7 @@ async fn concurrent_member_adds(backend: Db) {
             let (c, gid, id) = (c.clone(), g.id.clone(), id.clone());
             tokio::spawn(async move {
                 store
-                    .modify_group(&c, &gid, None, None, &[MemberOp::Add(vec![id])], t0)
+                    .modify_group(at(&c, &gid, None, t0), None, &[MemberOp::Add(vec![id])])
                     .await
                     .unwrap();
             })

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
 
-use super::{ClaimsCache, Epoch, Lookup};
+use super::{ClaimsCache, ClaimsKey, Epoch, Lookup};
 use crate::connections::ConnectionId;
 
 /// Claims cached in this process: for a single replica without Redis. Bounded to
@@ -105,22 +105,16 @@ impl MemoryCache {
 
 #[async_trait::async_trait]
 impl ClaimsCache for MemoryCache {
-    async fn get(&self, conn: &ConnectionId, user_id: &str, config_version: &str) -> Lookup {
+    async fn get(&self, key: &ClaimsKey<'_>) -> Lookup {
         let state = self.lock();
-        match state.entry(conn, user_id) {
-            Some(e) if e.version == config_version => Lookup::Hit(e.claims.clone()),
-            _ => Lookup::Miss(Epoch(state.token(conn, user_id))),
+        match state.entry(key.conn, key.user) {
+            Some(e) if e.version == key.version => Lookup::Hit(e.claims.clone()),
+            _ => Lookup::Miss(Epoch(state.token(key.conn, key.user))),
         }
     }
 
-    async fn put(
-        &self,
-        conn: &ConnectionId,
-        user_id: &str,
-        config_version: &str,
-        epoch: Epoch,
-        claims: &str,
-    ) {
+    async fn put(&self, key: &ClaimsKey<'_>, epoch: Epoch, claims: &str) {
+        let (conn, user_id, config_version) = (key.conn, key.user, key.version);
         if self.max_entries == 0 || !epoch.is_cacheable() {
             return;
         }

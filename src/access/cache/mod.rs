@@ -104,24 +104,35 @@ pub enum Lookup {
     Miss(Epoch),
 }
 
+/// Which claims: one user of one connection, under one access model (its content version).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimsKey<'a> {
+    pub conn: &'a ConnectionId,
+    pub user: &'a str,
+    pub version: &'a str,
+}
+
+impl<'a> ClaimsKey<'a> {
+    pub fn new(conn: &'a ConnectionId, user: &'a str, version: &'a str) -> Self {
+        Self {
+            conn,
+            user,
+            version,
+        }
+    }
+}
+
 /// Resolved claims per (connection, user, config version), invalidated by directory and
 /// config changes. See the module documentation for why it is never stale.
 #[async_trait::async_trait]
-pub trait ClaimsCache: Send + Sync + 'static {
+pub trait ClaimsCache: std::fmt::Debug + Send + Sync + 'static {
     /// Looks up the cached claims of a user for this config version. On a miss returns the
     /// epoch to pass to `put`.
-    async fn get(&self, conn: &ConnectionId, user_id: &str, config_version: &str) -> Lookup;
+    async fn get(&self, key: &ClaimsKey<'_>) -> Lookup;
 
     /// Stores claims computed from data read AFTER `get` returned `epoch`. If the user was
     /// invalidated meanwhile, the entry is ignored by later reads.
-    async fn put(
-        &self,
-        conn: &ConnectionId,
-        user_id: &str,
-        config_version: &str,
-        epoch: Epoch,
-        claims: &str,
-    );
+    async fn put(&self, key: &ClaimsKey<'_>, epoch: Epoch, claims: &str);
 
     /// After a committed directory change: the next read of these users misses.
     async fn invalidate(&self, conn: &ConnectionId, user_ids: &[String]);

@@ -13,7 +13,7 @@ use futures::{StreamExt, TryStreamExt};
 use redis::cluster_routing::Slot;
 use sha2::{Digest, Sha256};
 
-use super::{ClaimsCache, Epoch, Lookup};
+use super::{ClaimsCache, ClaimsKey, Epoch, Lookup};
 use crate::connections::ConnectionId;
 use crate::redis::{Failure, Redis, Started};
 
@@ -42,18 +42,12 @@ impl Default for RedisCacheOptions {
 }
 
 /// Claims cached in Redis, shared by every replica. See the module documentation.
+#[derive(Debug)]
 pub struct RedisCache {
     inner: Arc<Inner>,
 }
 
-impl std::fmt::Debug for RedisCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisCache")
-            .field("redis", &self.inner.redis)
-            .finish_non_exhaustive()
-    }
-}
-
+#[derive(Debug)]
 struct Inner {
     redis: Redis,
     global_key: String,
@@ -118,7 +112,8 @@ impl RedisCache {
 
 #[async_trait::async_trait]
 impl ClaimsCache for RedisCache {
-    async fn get(&self, conn: &ConnectionId, user_id: &str, config_version: &str) -> Lookup {
+    async fn get(&self, key: &ClaimsKey<'_>) -> Lookup {
+        let (conn, user_id, config_version) = (key.conn, key.user, key.version);
         let inner = &self.inner;
         let Some(started) = inner.redis.admit() else {
             return Lookup::Miss(Epoch::UNCACHEABLE);
@@ -142,14 +137,8 @@ impl ClaimsCache for RedisCache {
         }
     }
 
-    async fn put(
-        &self,
-        conn: &ConnectionId,
-        user_id: &str,
-        config_version: &str,
-        epoch: Epoch,
-        claims: &str,
-    ) {
+    async fn put(&self, key: &ClaimsKey<'_>, epoch: Epoch, claims: &str) {
+        let (conn, user_id, config_version) = (key.conn, key.user, key.version);
         let inner = &self.inner;
         // While dirty the global epoch is about to move: anything stored now would be dead.
         if !epoch.is_cacheable() || inner.dirty() {

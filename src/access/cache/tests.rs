@@ -11,7 +11,9 @@ use tokio::time::Instant;
 
 use super::redis_cache::{UserKeys, decode_entry, encode_entry, redis_token};
 use super::*;
-use crate::redis::testing::{LogCount, OwnRedis, Scratch, free_port, unique_prefix, wait_for_ping};
+use crate::redis::testing::{
+    LogCount, OwnRedis, Scratch, free_port, redis_server, unique_prefix, wait_for_ping,
+};
 use crate::redis::{Redis, RedisOptions};
 
 /// A Redis claims cache on `url` under `prefix`, probing every 50 ms while Redis is down.
@@ -40,9 +42,11 @@ async fn fill(
     claims: &str,
 ) -> Epoch {
     let epoch = miss(cache, c, user, version).await;
-    cache.put(c, user, version, epoch, claims).await;
+    cache
+        .put(&ClaimsKey::new(c, user, version), epoch, claims)
+        .await;
     assert_eq!(
-        cache.get(c, user, version).await,
+        cache.get(&ClaimsKey::new(c, user, version)).await,
         Lookup::Hit(claims.to_owned()),
         "{user} after put"
     );
@@ -51,7 +55,7 @@ async fn fill(
 
 /// Asserts a cacheable miss and returns its token.
 async fn miss(cache: &dyn ClaimsCache, c: &ConnectionId, user: &str, version: &str) -> Epoch {
-    match cache.get(c, user, version).await {
+    match cache.get(&ClaimsKey::new(c, user, version)).await {
         Lookup::Miss(e) => {
             assert!(
                 e.is_cacheable(),
@@ -63,8 +67,19 @@ async fn miss(cache: &dyn ClaimsCache, c: &ConnectionId, user: &str, version: &s
     }
 }
 
+/// Asserts a miss that must not be cached, and that storing under its token does nothing.
+async fn uncacheable(cache: &dyn ClaimsCache, c: &ConnectionId, user: &str) {
+    assert_eq!(
+        cache.get(&ClaimsKey::new(c, user, "v1")).await,
+        Lookup::Miss(Epoch::UNCACHEABLE)
+    );
+    cache
+        .put(&ClaimsKey::new(c, user, "v1"), Epoch::UNCACHEABLE, CLAIMS)
+        .await;
+}
+
 async fn hit(cache: &dyn ClaimsCache, c: &ConnectionId, user: &str, version: &str) -> String {
-    match cache.get(c, user, version).await {
+    match cache.get(&ClaimsKey::new(c, user, version)).await {
         Lookup::Hit(h) => h,
         Lookup::Miss(_) => panic!("{user}: expected a hit"),
     }
@@ -76,7 +91,7 @@ async fn miss_then_put_then_hit(cache: &dyn ClaimsCache) {
     let acme = conn("acme");
     fill(cache, &acme, "u1", "v1", CLAIMS).await;
     // Stored again under a fresh token: replaced.
-    let Lookup::Hit(_) = cache.get(&acme, "u1", "v1").await else {
+    let Lookup::Hit(_) = cache.get(&ClaimsKey::new(&acme, "u1", "v1")).await else {
         panic!("hit")
     };
     // Other users and the same user id in another connection are separate.
@@ -84,7 +99,11 @@ async fn miss_then_put_then_hit(cache: &dyn ClaimsCache) {
     miss(cache, &conn("other"), "u1", "v1").await;
     // An uncacheable token stores nothing.
     cache
-        .put(&acme, "u2", "v1", Epoch::UNCACHEABLE, CLAIMS)
+        .put(
+            &ClaimsKey::new(&acme, "u2", "v1"),
+            Epoch::UNCACHEABLE,
+            CLAIMS,
+        )
         .await;
     miss(cache, &acme, "u2", "v1").await;
 }
@@ -93,7 +112,9 @@ async fn config_version_change_misses(cache: &dyn ClaimsCache) {
     let acme = conn("acme");
     fill(cache, &acme, "u1", "v1", CLAIMS).await;
     let epoch = miss(cache, &acme, "u1", "v2").await;
-    cache.put(&acme, "u1", "v2", epoch, OTHER_CLAIMS).await;
+    cache
+        .put(&ClaimsKey::new(&acme, "u1", "v2"), epoch, OTHER_CLAIMS)
+        .await;
     assert_eq!(hit(cache, &acme, "u1", "v2").await, OTHER_CLAIMS);
     // One entry per user: the old version is gone, not served.
     miss(cache, &acme, "u1", "v1").await;
@@ -112,7 +133,9 @@ async fn invalidate_misses(cache: &dyn ClaimsCache) {
         CLAIMS,
         "another connection"
     );
-    cache.put(&acme, "u1", "v1", epoch, OTHER_CLAIMS).await;
+    cache
+        .put(&ClaimsKey::new(&acme, "u1", "v1"), epoch, OTHER_CLAIMS)
+        .await;
     assert_eq!(hit(cache, &acme, "u1", "v1").await, OTHER_CLAIMS);
     cache.invalidate(&acme, &[]).await;
     assert_eq!(hit(cache, &acme, "u1", "v1").await, OTHER_CLAIMS);
@@ -125,25 +148,35 @@ async fn put_after_invalidate_is_ignored(cache: &dyn ClaimsCache) {
     // A user never cached before.
     let before = miss(cache, &acme, "u1", "v1").await;
     cache.invalidate(&acme, &users(&["u1"])).await;
-    cache.put(&acme, "u1", "v1", before, "stale").await;
+    cache
+        .put(&ClaimsKey::new(&acme, "u1", "v1"), before, "stale")
+        .await;
     let after = miss(cache, &acme, "u1", "v1").await;
     assert_ne!(after, before);
-    cache.put(&acme, "u1", "v1", after, CLAIMS).await;
+    cache
+        .put(&ClaimsKey::new(&acme, "u1", "v1"), after, CLAIMS)
+        .await;
     assert_eq!(hit(cache, &acme, "u1", "v1").await, CLAIMS);
 
     // A user with an entry, read for another config version meanwhile.
     let before = miss(cache, &acme, "u1", "v2").await;
     cache.invalidate(&acme, &users(&["u1"])).await;
-    cache.put(&acme, "u1", "v2", before, "stale").await;
+    cache
+        .put(&ClaimsKey::new(&acme, "u1", "v2"), before, "stale")
+        .await;
     miss(cache, &acme, "u1", "v2").await;
     miss(cache, &acme, "u1", "v1").await;
 
     // Two changes in a row, the reader's put in between and after.
     let before = miss(cache, &acme, "u3", "v1").await;
     cache.invalidate(&acme, &users(&["u3"])).await;
-    cache.put(&acme, "u3", "v1", before, "stale").await;
+    cache
+        .put(&ClaimsKey::new(&acme, "u3", "v1"), before, "stale")
+        .await;
     cache.invalidate(&acme, &users(&["u3"])).await;
-    cache.put(&acme, "u3", "v1", before, "stale").await;
+    cache
+        .put(&ClaimsKey::new(&acme, "u3", "v1"), before, "stale")
+        .await;
     miss(cache, &acme, "u3", "v1").await;
 }
 
@@ -156,7 +189,9 @@ async fn invalidate_all_misses(cache: &dyn ClaimsCache) {
     miss(cache, &acme, "u1", "v1").await;
     miss(cache, &other, "u2", "v1").await;
     // A reader that missed before the config change cannot store old-config claims.
-    cache.put(&acme, "u3", "v1", before, "stale").await;
+    cache
+        .put(&ClaimsKey::new(&acme, "u3", "v1"), before, "stale")
+        .await;
     miss(cache, &acme, "u3", "v1").await;
     fill(cache, &acme, "u1", "v1", OTHER_CLAIMS).await;
 }
@@ -171,7 +206,9 @@ async fn invalidate_100k_users(cache: &dyn ClaimsCache) {
     cache.invalidate(&acme, &many).await;
     miss(cache, &acme, &many[0], "v1").await;
     miss(cache, &acme, &many[99_999], "v1").await;
-    cache.put(&acme, &many[50_000], "v1", before, "stale").await;
+    cache
+        .put(&ClaimsKey::new(&acme, &many[50_000], "v1"), before, "stale")
+        .await;
     miss(cache, &acme, &many[50_000], "v1").await;
     assert_eq!(hit(cache, &acme, "bystander", "v1").await, CLAIMS);
 }
@@ -263,7 +300,7 @@ fn fast() -> RedisOptions {
 async fn wait_until_cacheable(cache: &RedisCache, c: &ConnectionId, user: &str) -> Epoch {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match cache.get(c, user, "v1").await {
+        match cache.get(&ClaimsKey::new(c, user, "v1")).await {
             Lookup::Hit(h) => panic!("{user}: served {h} after an outage"),
             Lookup::Miss(e) if e.is_cacheable() => return e,
             Lookup::Miss(_) => {}
@@ -283,20 +320,14 @@ async fn redis_outage_then_restart_empty() {
 
     server.kill();
     // No error, no panic: a miss that must not be cached.
-    assert_eq!(
-        cache.get(&acme, "u1", "v1").await,
-        Lookup::Miss(Epoch::UNCACHEABLE)
-    );
-    cache
-        .put(&acme, "u1", "v1", Epoch::UNCACHEABLE, CLAIMS)
-        .await;
+    uncacheable(&cache, &acme, "u1").await;
     cache.invalidate(&acme, &users(&["u1"])).await;
     cache.invalidate_all().await;
     assert!(!cache.is_healthy());
     // Several failing probes (every 50 ms) meanwhile.
     for _ in 0..20 {
         assert_eq!(
-            cache.get(&acme, "u2", "v1").await,
+            cache.get(&ClaimsKey::new(&acme, "u2", "v1")).await,
             Lookup::Miss(Epoch::UNCACHEABLE)
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -314,7 +345,9 @@ async fn redis_outage_then_restart_empty() {
         global.is_some(),
         "the global epoch was not moved on recovery"
     );
-    cache.put(&acme, "u1", "v1", epoch, OTHER_CLAIMS).await;
+    cache
+        .put(&ClaimsKey::new(&acme, "u1", "v1"), epoch, OTHER_CLAIMS)
+        .await;
     assert_eq!(hit(&cache, &acme, "u1", "v1").await, OTHER_CLAIMS);
     // The outage was logged once, not per request; so was the recovery.
     assert_eq!(logs.count(tracing::Level::WARN), 1);
@@ -346,7 +379,7 @@ async fn redis_outage_with_surviving_data_drops_every_entry() {
     assert!(killed >= 1);
 
     assert_eq!(
-        cache.get(&acme, "changed", "v1").await,
+        cache.get(&ClaimsKey::new(&acme, "changed", "v1")).await,
         Lookup::Miss(Epoch::UNCACHEABLE)
     );
     cache.invalidate(&acme, &users(&["changed"])).await; // a change commits meanwhile
@@ -358,7 +391,9 @@ async fn redis_outage_with_surviving_data_drops_every_entry() {
     let epoch = wait_until_cacheable(&cache, &acme, "changed").await;
     // Without the global epoch move, "changed" would be a stale hit now.
     miss(&cache, &acme, "unchanged", "v1").await;
-    cache.put(&acme, "changed", "v1", epoch, OTHER_CLAIMS).await;
+    cache
+        .put(&ClaimsKey::new(&acme, "changed", "v1"), epoch, OTHER_CLAIMS)
+        .await;
     assert_eq!(hit(&cache, &acme, "changed", "v1").await, OTHER_CLAIMS);
 }
 
@@ -389,36 +424,18 @@ async fn redis_repair_needs_no_traffic() {
 
 #[tokio::test]
 async fn redis_unreachable_at_startup_is_degraded_then_recovers() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("unix://{}", dir.path().join("r.sock").display());
-    let redis = Redis::connect(&url, "late", RedisOptions::default())
-        .await
-        .unwrap();
+    let mut server = OwnRedis::reserved();
+    let redis = Redis::connect(&server.url(), "late", fast()).await.unwrap();
     let cache = claims_cache(Some(redis));
     assert_eq!(cache.kind(), "redis");
     let acme = conn("acme");
-    assert_eq!(
-        cache.get(&acme, "u1", "v1").await,
-        Lookup::Miss(Epoch::UNCACHEABLE)
-    );
-    cache
-        .put(&acme, "u1", "v1", Epoch::UNCACHEABLE, CLAIMS)
-        .await;
+    uncacheable(&*cache, &acme, "u1").await;
 
     // Redis comes up later at that path.
-    let mut child = Command::new("redis-server")
-        .args(["--port", "0", "--unixsocket"])
-        .arg(dir.path().join("r.sock"))
-        .args(["--save", "", "--appendonly", "no", "--dir"])
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_ping(&url).await;
+    server.restart().await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let epoch = loop {
-        match cache.get(&acme, "u1", "v1").await {
+        match cache.get(&ClaimsKey::new(&acme, "u1", "v1")).await {
             Lookup::Miss(e) if e.is_cacheable() => break e,
             Lookup::Miss(_) => {}
             Lookup::Hit(h) => panic!("hit {h}"),
@@ -426,13 +443,13 @@ async fn redis_unreachable_at_startup_is_degraded_then_recovers() {
         assert!(Instant::now() < deadline, "no recovery");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    cache.put(&acme, "u1", "v1", epoch, CLAIMS).await;
+    cache
+        .put(&ClaimsKey::new(&acme, "u1", "v1"), epoch, CLAIMS)
+        .await;
     assert_eq!(
-        cache.get(&acme, "u1", "v1").await,
+        cache.get(&ClaimsKey::new(&acme, "u1", "v1")).await,
         Lookup::Hit(CLAIMS.into())
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[tokio::test]
@@ -453,7 +470,7 @@ async fn redis_hung_server_times_out_then_is_skipped() {
         .unwrap();
     // Without the timeout this would wait out the pause and hit.
     assert_eq!(
-        cache.get(&acme, "u1", "v1").await,
+        cache.get(&ClaimsKey::new(&acme, "u1", "v1")).await,
         Lookup::Miss(Epoch::UNCACHEABLE)
     );
     assert!(!cache.is_healthy());
@@ -461,7 +478,7 @@ async fn redis_hung_server_times_out_then_is_skipped() {
     let _: String = redis::cmd("PING").query(&mut raw).unwrap();
     // ...but until the next probe is due, requests do not go to Redis at all.
     assert_eq!(
-        cache.get(&acme, "u1", "v1").await,
+        cache.get(&ClaimsKey::new(&acme, "u1", "v1")).await,
         Lookup::Miss(Epoch::UNCACHEABLE)
     );
 }
@@ -476,25 +493,17 @@ async fn redis_cluster_behaviour() {
         .map(|p| {
             let node_dir = dir.path().join(p.to_string());
             std::fs::create_dir(&node_dir).unwrap();
-            Command::new("redis-server")
-                .args([
-                    "--port",
-                    &p.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--cluster-enabled",
-                    "yes",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                ])
-                .arg(&node_dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
+            let port = p.to_string();
+            redis_server(&[
+                "--port".as_ref(),
+                port.as_ref(),
+                "--bind".as_ref(),
+                "127.0.0.1".as_ref(),
+                "--cluster-enabled".as_ref(),
+                "yes".as_ref(),
+                "--dir".as_ref(),
+                node_dir.as_os_str(),
+            ])
         })
         .collect();
     for p in &ports {
@@ -603,7 +612,9 @@ async fn memory_with_no_room_caches_nothing() {
     let cache = MemoryCache::new(0);
     let acme = conn("acme");
     let epoch = miss(&cache, &acme, "u1", "v1").await;
-    cache.put(&acme, "u1", "v1", epoch, CLAIMS).await;
+    cache
+        .put(&ClaimsKey::new(&acme, "u1", "v1"), epoch, CLAIMS)
+        .await;
     miss(&cache, &acme, "u1", "v1").await;
     cache.invalidate(&acme, &users(&["u1"])).await;
     cache.invalidate_all().await;
@@ -619,7 +630,7 @@ async fn memory_is_bounded_and_eviction_revives_nothing() {
     }
     assert_eq!(cache.lock().len, 3);
     // A reader of a user with an entry, whose entry is evicted and then invalidated.
-    let before = match cache.get(&acme, "u9", "v2").await {
+    let before = match cache.get(&ClaimsKey::new(&acme, "u9", "v2")).await {
         Lookup::Miss(e) => e,
         Lookup::Hit(_) => panic!("other version"),
     };
@@ -627,6 +638,8 @@ async fn memory_is_bounded_and_eviction_revives_nothing() {
         fill(&cache, &acme, &format!("u{i}"), "v1", CLAIMS).await;
     }
     cache.invalidate(&acme, &users(&["u9"])).await;
-    cache.put(&acme, "u9", "v2", before, "stale").await;
+    cache
+        .put(&ClaimsKey::new(&acme, "u9", "v2"), before, "stale")
+        .await;
     miss(&cache, &acme, "u9", "v2").await;
 }

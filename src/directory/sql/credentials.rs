@@ -5,15 +5,16 @@ use async_trait::async_trait;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
+use super::dialect::Bind;
 use super::{SqlStore, timestamp, uniqueness};
 use crate::connections::ConnectionId;
-use crate::directory::error::DirectoryError;
+use crate::directory::error::{DirectoryError, Result};
 use crate::directory::model::TokenRow;
 use crate::directory::store::CredentialStore;
 
 const COLUMNS: &str = "SELECT id, connection, token_hash, label, created FROM scim_tokens";
 
-fn token_from_row(row: &AnyRow) -> Result<TokenRow, DirectoryError> {
+fn token_from_row(row: &AnyRow) -> Result<TokenRow> {
     let conn: String = row.try_get(1)?;
     let hash_hex: String = row.try_get(2)?;
     let mut hash = [0u8; 32];
@@ -31,19 +32,16 @@ fn token_from_row(row: &AnyRow) -> Result<TokenRow, DirectoryError> {
 
 #[async_trait]
 impl CredentialStore for SqlStore {
-    async fn insert_token(&self, token: &TokenRow) -> Result<(), DirectoryError> {
+    async fn insert_token(&self, token: &TokenRow) -> Result<()> {
         let mut ins = self.sql();
-        ins.push("INSERT INTO scim_tokens (id, connection, token_hash, label, created) VALUES (")
-            .bind_text(token.id.as_str())
-            .push(", ")
-            .bind_text(token.connection.as_str())
-            .push(", ")
-            .bind_text(hex::encode(token.hash))
-            .push(", ")
-            .bind_text(token.label.as_str())
-            .push(", ")
-            .bind_text(token.created.to_rfc3339())
-            .push(")");
+        ins.push("INSERT INTO scim_tokens (id, connection, token_hash, label, created) VALUES ")
+            .row([
+                Bind::text(token.id.as_str()),
+                Bind::text(token.connection.as_str()),
+                Bind::text(hex::encode(token.hash)),
+                Bind::text(token.label.as_str()),
+                Bind::text(token.created.to_rfc3339()),
+            ]);
         ins.query()
             .execute(&self.pool)
             .await
@@ -51,7 +49,7 @@ impl CredentialStore for SqlStore {
         Ok(())
     }
 
-    async fn find_token(&self, hash: &[u8; 32]) -> Result<Option<TokenRow>, DirectoryError> {
+    async fn find_token(&self, hash: &[u8; 32]) -> Result<Option<TokenRow>> {
         let mut q = self.sql();
         q.push(COLUMNS)
             .push(" WHERE token_hash = ")
@@ -60,7 +58,7 @@ impl CredentialStore for SqlStore {
         row.as_ref().map(token_from_row).transpose()
     }
 
-    async fn list_tokens(&self, conn: &ConnectionId) -> Result<Vec<TokenRow>, DirectoryError> {
+    async fn list_tokens(&self, conn: &ConnectionId) -> Result<Vec<TokenRow>> {
         let mut q = self.sql();
         q.push(COLUMNS)
             .push(" WHERE connection = ")
@@ -74,7 +72,7 @@ impl CredentialStore for SqlStore {
             .collect()
     }
 
-    async fn revoke_token(&self, conn: &ConnectionId, id: &str) -> Result<bool, DirectoryError> {
+    async fn revoke_token(&self, conn: &ConnectionId, id: &str) -> Result<bool> {
         let mut del = self.sql();
         del.push("DELETE FROM scim_tokens WHERE connection = ")
             .bind_text(conn.as_str())

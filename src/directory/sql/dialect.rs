@@ -17,6 +17,20 @@ pub(crate) enum Bind {
     Int(i64),
     Bool(bool),
     Float(f64),
+    Null,
+    /// A resource document (JSON text), written as the backend stores documents.
+    Doc(String),
+}
+
+impl Bind {
+    pub fn text(value: impl Into<String>) -> Self {
+        Bind::Text(value.into())
+    }
+
+    /// A text, or NULL when absent.
+    pub fn opt(value: Option<&str>) -> Self {
+        value.map_or(Bind::Null, Bind::text)
+    }
 }
 
 /// A statement under construction: SQL text plus its binds, with placeholders in the
@@ -43,8 +57,13 @@ impl Sql {
         self
     }
 
-    /// Appends a placeholder bound to `value`.
+    /// Appends a placeholder bound to `value` (a document as the backend reads documents).
     pub fn bind(&mut self, value: Bind) -> &mut Self {
+        if let Bind::Doc(json) = value {
+            let backend = self.backend;
+            backend.doc_param(self, json);
+            return self;
+        }
         self.binds.push(value);
         match self.backend {
             Backend::Sqlite => self.text.push('?'),
@@ -60,16 +79,43 @@ impl Sql {
         self.bind(Bind::Text(value.into()))
     }
 
-    /// Appends `(?, ?, ...)` bound to the values.
-    pub fn bind_list<'a>(&mut self, values: impl IntoIterator<Item = &'a str>) -> &mut Self {
-        self.push("(");
-        for (i, v) in values.into_iter().enumerate() {
+    /// Appends `each` of `items`, separated by commas.
+    fn commas<T>(
+        &mut self,
+        items: impl IntoIterator<Item = T>,
+        mut each: impl FnMut(&mut Self, T),
+    ) -> &mut Self {
+        for (i, item) in items.into_iter().enumerate() {
             if i > 0 {
                 self.push(", ");
             }
-            self.bind_text(v);
+            each(self, item);
         }
+        self
+    }
+
+    /// Appends `(?, ?, ...)` bound to the values.
+    pub fn bind_list<'a>(&mut self, values: impl IntoIterator<Item = &'a str>) -> &mut Self {
+        self.row(values.into_iter().map(Bind::text))
+    }
+
+    /// Appends `(?, ?, ...)` bound to the values of one row.
+    pub fn row(&mut self, values: impl IntoIterator<Item = Bind>) -> &mut Self {
+        self.push("(");
+        self.commas(values, |s, v| {
+            s.bind(v);
+        });
         self.push(")")
+    }
+
+    /// Appends `(...), (...)` for several rows.
+    pub fn rows<R: IntoIterator<Item = Bind>>(
+        &mut self,
+        rows: impl IntoIterator<Item = R>,
+    ) -> &mut Self {
+        self.commas(rows, |s, row| {
+            s.row(row);
+        })
     }
 
     /// The executable query.
@@ -81,6 +127,8 @@ impl Sql {
                 Bind::Int(i) => q.bind(*i),
                 Bind::Bool(v) => q.bind(*v),
                 Bind::Float(f) => q.bind(*f),
+                Bind::Null => q.bind(None::<String>),
+                Bind::Doc(s) => q.bind(s.clone()),
             };
         }
         q

@@ -16,7 +16,8 @@ use scim_v2::filter::{AttrExp, AttrPath, CompValue, CompareOp, Filter, ValFilter
 use super::dialect::{Bind, DialectExt, Sql};
 use crate::clock::Timestamp;
 use crate::directory::error::{DirectoryError, FilterError};
-use crate::directory::model::{Backend, ResourceKind};
+use crate::directory::kind::ResourceKind;
+use crate::directory::model::Backend;
 use crate::directory::schema::{AttrDef, AttrHome, AttrType, Catalogue, ResolvedAttr};
 
 /// Where a compared value lives.

@@ -7,17 +7,18 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
-use super::dialect::{Bind, DialectExt};
-use super::{CHUNK, SqlStore, bind_opt, filter, push_opt};
+use super::dialect::Bind;
+use super::{CHUNK, SqlStore, filter};
 use crate::clock::Timestamp;
 use crate::connections::ConnectionId;
-use crate::directory::doc::{GroupDoc, GroupKind};
-use crate::directory::error::DirectoryError;
+use crate::directory::doc::GroupDoc;
+use crate::directory::error::{DirectoryError, Result};
+use crate::directory::kind::{GroupKind, MemberKind};
 use crate::directory::model::{
-    Change, GroupChange, GroupRecord, GroupRef, IdpGroup, ListSpec, MemberKind, MemberOp,
-    MemberRef, MembershipDelta, Page, Removed,
+    Change, GroupChange, GroupRecord, GroupRef, IdpGroup, ListSpec, MemberOp, MemberRef,
+    MembershipDelta, Page, Removed,
 };
-use crate::directory::store::GroupStore;
+use crate::directory::store::{GroupStore, Target};
 
 /// Accumulates what membership operations changed.
 #[derive(Default)]
@@ -28,7 +29,7 @@ struct Delta {
 }
 
 impl Delta {
-    fn record(&mut self, row: &AnyRow, sign: i64) -> Result<(), DirectoryError> {
+    fn record(&mut self, row: &AnyRow, sign: i64) -> Result<()> {
         let id: String = row.try_get(0)?;
         let kind: String = row.try_get(1)?;
         self.count += sign;
@@ -60,7 +61,7 @@ impl SqlStore {
         sql: &super::dialect::Sql,
         sign: i64,
         delta: &mut Delta,
-    ) -> Result<(), DirectoryError> {
+    ) -> Result<()> {
         for row in sql.query().fetch_all(&mut *tx).await? {
             delta.record(&row, sign)?;
         }
@@ -77,7 +78,7 @@ impl SqlStore {
         group_id: &str,
         ids: &[String],
         delta: &mut Delta,
-    ) -> Result<(), DirectoryError> {
+    ) -> Result<()> {
         let ids: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
         if ids.contains(group_id) {
             return Err(DirectoryError::invalid(
@@ -108,22 +109,16 @@ impl SqlStore {
             let mut ins = self.sql();
             ins.push(
                 "INSERT INTO group_members (group_id, member_id, member_type, connection) VALUES ",
-            );
-            for (i, (id, kind)) in known.iter().enumerate() {
-                if i > 0 {
-                    ins.push(", ");
-                }
-                ins.push("(")
-                    .bind_text(group_id)
-                    .push(", ")
-                    .bind_text(*id)
-                    .push(", ")
-                    .bind_text(kind.as_str())
-                    .push(", ")
-                    .bind_text(conn.as_str())
-                    .push(")");
-            }
-            ins.push(" ON CONFLICT DO NOTHING RETURNING member_id, member_type");
+            )
+            .rows(known.iter().map(|(id, kind)| {
+                [
+                    Bind::text(group_id),
+                    Bind::text(*id),
+                    Bind::text(kind.as_str()),
+                    Bind::text(conn.as_str()),
+                ]
+            }))
+            .push(" ON CONFLICT DO NOTHING RETURNING member_id, member_type");
             self.member_rows(tx, &ins, 1, delta).await?;
         }
         Ok(())
@@ -137,7 +132,7 @@ impl SqlStore {
         group_id: &str,
         op: &MemberOp,
         delta: &mut Delta,
-    ) -> Result<(), DirectoryError> {
+    ) -> Result<()> {
         match op {
             MemberOp::Add(ids) => self.add_members(tx, conn, group_id, ids, delta).await,
             MemberOp::Remove(ids) => {
@@ -185,7 +180,7 @@ impl SqlStore {
         tx: &mut AnyConnection,
         conn: &ConnectionId,
         ids: &[&str],
-    ) -> Result<HashMap<String, MemberKind>, DirectoryError> {
+    ) -> Result<HashMap<String, MemberKind>> {
         let mut q = self.sql();
         q.push("SELECT id, 'User' FROM users WHERE connection = ")
             .bind_text(conn.as_str())
@@ -211,7 +206,7 @@ impl SqlStore {
         tx: &mut AnyConnection,
         users: &BTreeSet<String>,
         now: Timestamp,
-    ) -> Result<(), DirectoryError> {
+    ) -> Result<()> {
         let ids: Vec<&str> = users.iter().map(String::as_str).collect();
         for chunk in ids.chunks(CHUNK) {
             let mut upd = self.sql();
@@ -233,7 +228,7 @@ pub(super) async fn detach_member_everywhere(
     conn: &ConnectionId,
     member_id: &str,
     now: Timestamp,
-) -> Result<Vec<String>, DirectoryError> {
+) -> Result<Vec<String>> {
     let mut del = store.sql();
     del.push("DELETE FROM group_members WHERE connection = ")
         .bind_text(conn.as_str())
@@ -268,29 +263,26 @@ impl GroupStore for SqlStore {
         doc: GroupDoc,
         members: &[String],
         now: Timestamp,
-    ) -> Result<(GroupRecord, MembershipDelta), DirectoryError> {
+    ) -> Result<(GroupRecord, MembershipDelta)> {
         let id = uuid::Uuid::now_v7().to_string();
         let mut tx = self.begin_write().await?;
         let mut ins = self.sql();
         ins.push(
             "INSERT INTO groups (id, connection, display_name, display_name_lc, external_id, \
-             created, last_modified, version, member_count, doc) VALUES (",
+             created, last_modified, version, member_count, doc) VALUES ",
         )
-        .bind_text(id.as_str())
-        .push(", ")
-        .bind_text(conn.as_str())
-        .push(", ")
-        .bind_text(doc.display_name())
-        .push(", ")
-        .bind_text(doc.display_name().to_lowercase());
-        push_opt(&mut ins, doc.external_id());
-        ins.push(", ")
-            .bind_text(now.to_rfc3339())
-            .push(", ")
-            .bind_text(now.to_rfc3339())
-            .push(", 1, 0, ");
-        self.backend.doc_param(&mut ins, doc.to_json());
-        ins.push(")");
+        .row([
+            Bind::text(id.as_str()),
+            Bind::text(conn.as_str()),
+            Bind::text(doc.display_name()),
+            Bind::text(doc.display_name().to_lowercase()),
+            Bind::opt(doc.external_id()),
+            Bind::text(now.to_rfc3339()),
+            Bind::text(now.to_rfc3339()),
+            Bind::Int(1),
+            Bind::Int(0),
+            Bind::Doc(doc.to_json()),
+        ]);
         ins.query().execute(&mut *tx).await?;
         let mut delta = Delta::default();
         if !members.is_empty() {
@@ -319,33 +311,23 @@ impl GroupStore for SqlStore {
         ))
     }
 
-    async fn get_group(
-        &self,
-        conn: &ConnectionId,
-        id: &str,
-    ) -> Result<Option<GroupRecord>, DirectoryError> {
+    async fn get_group(&self, conn: &ConnectionId, id: &str) -> Result<Option<GroupRecord>> {
         self.get::<GroupKind>(conn, id).await
     }
 
-    async fn list_groups(
-        &self,
-        conn: &ConnectionId,
-        spec: &ListSpec,
-    ) -> Result<Page<GroupRecord>, DirectoryError> {
+    async fn list_groups(&self, conn: &ConnectionId, spec: &ListSpec) -> Result<Page<GroupRecord>> {
         self.list::<GroupKind>(conn, spec).await
     }
 
     async fn modify_group(
         &self,
-        conn: &ConnectionId,
-        id: &str,
-        expect: Option<i64>,
+        at: Target<'_>,
         doc: Option<GroupDoc>,
         members: &[MemberOp],
-        now: Timestamp,
-    ) -> Result<GroupChange, DirectoryError> {
+    ) -> Result<GroupChange> {
+        let (conn, id, now) = (at.conn, at.id, at.now);
         let mut tx = self.begin_write().await?;
-        let before = self.lock::<GroupKind>(&mut tx, conn, id, expect).await?;
+        let before = self.lock::<GroupKind>(&mut tx, at).await?;
         let doc = doc.unwrap_or_else(|| before.doc.clone());
         let mut delta = Delta::default();
         for op in members {
@@ -367,15 +349,16 @@ impl GroupStore for SqlStore {
             .bind_text(doc.display_name())
             .push(", display_name_lc = ")
             .bind_text(doc.display_name().to_lowercase())
-            .push(", external_id = ");
-        bind_opt(&mut upd, doc.external_id());
-        upd.push(", member_count = member_count + ")
+            .push(", external_id = ")
+            .bind(Bind::opt(doc.external_id()))
+            .push(", member_count = member_count + ")
             .bind(Bind::Int(delta.count))
             .push(", last_modified = ")
             .bind_text(now.to_rfc3339())
-            .push(", version = version + 1, doc = ");
-        self.backend.doc_param(&mut upd, doc.to_json());
-        upd.push(" WHERE id = ").bind_text(id);
+            .push(", version = version + 1, doc = ")
+            .bind(Bind::Doc(doc.to_json()))
+            .push(" WHERE id = ")
+            .bind_text(id);
         upd.query().execute(&mut *tx).await?;
         self.touch_users(&mut tx, &delta.users, now).await?;
         tx.commit().await?;
@@ -393,15 +376,10 @@ impl GroupStore for SqlStore {
         })
     }
 
-    async fn delete_group(
-        &self,
-        conn: &ConnectionId,
-        id: &str,
-        expect: Option<i64>,
-        now: Timestamp,
-    ) -> Result<Removed<GroupRecord>, DirectoryError> {
+    async fn delete_group(&self, at: Target<'_>) -> Result<Removed<GroupRecord>> {
+        let (conn, id, now) = (at.conn, at.id, at.now);
         let mut tx = self.begin_write().await?;
-        let before = self.lock::<GroupKind>(&mut tx, conn, id, expect).await?;
+        let before = self.lock::<GroupKind>(&mut tx, at).await?;
         let mut delta = Delta::default();
         self.apply_member_op(&mut tx, conn, id, &MemberOp::RemoveAll, &mut delta)
             .await?;
@@ -421,7 +399,7 @@ impl GroupStore for SqlStore {
         &self,
         conn: &ConnectionId,
         group_ids: &[String],
-    ) -> Result<HashMap<String, Vec<MemberRef>>, DirectoryError> {
+    ) -> Result<HashMap<String, Vec<MemberRef>>> {
         let mut out: HashMap<String, Vec<MemberRef>> = HashMap::new();
         for chunk in group_ids.chunks(CHUNK) {
             let mut q = self.sql();
@@ -449,7 +427,7 @@ impl GroupStore for SqlStore {
         &self,
         conn: &ConnectionId,
         user_ids: &[String],
-    ) -> Result<HashMap<String, Vec<GroupRef>>, DirectoryError> {
+    ) -> Result<HashMap<String, Vec<GroupRef>>> {
         let mut out: HashMap<String, Vec<GroupRef>> = HashMap::new();
         for chunk in user_ids.chunks(CHUNK) {
             let mut q = self.sql();
@@ -476,7 +454,7 @@ impl GroupStore for SqlStore {
         &self,
         conn: &ConnectionId,
         user_id: &str,
-    ) -> Result<Vec<IdpGroup>, DirectoryError> {
+    ) -> Result<Vec<IdpGroup>> {
         // Walk up from the user's direct groups through groups that contain them. UNION (not
         // UNION ALL) stops cycles.
         let mut q = self.sql();
@@ -519,7 +497,7 @@ impl GroupStore for SqlStore {
         &self,
         conn: &ConnectionId,
         group_ids: &[String],
-    ) -> Result<Vec<String>, DirectoryError> {
+    ) -> Result<Vec<String>> {
         let mut users = BTreeSet::new();
         for chunk in group_ids.chunks(CHUNK) {
             let mut q = self.sql();

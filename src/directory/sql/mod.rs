@@ -35,11 +35,13 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool, Connection as _, Executor as _, Row as _, Transaction};
 
 use self::dialect::{Bind, DialectExt, Sql};
-use super::doc::{Document, GroupKind, Kind, UserKind};
-use super::error::DirectoryError;
+use super::doc::Document;
+use super::error::{DirectoryError, Result};
+use super::kind::{GroupKind, Kind, UserKind};
 use super::model::{Backend, GroupRecord, ListSpec, Page, UserRecord};
 use super::schema::Catalogue;
-use super::store::StoreHealth;
+use super::service::Records;
+use super::store::{StoreHealth, Target};
 use crate::clock::Timestamp;
 use crate::connections::ConnectionId;
 
@@ -250,7 +252,7 @@ impl SqlStore {
         Sql::new(self.backend)
     }
 
-    async fn begin_write(&self) -> Result<Transaction<'static, sqlx::Any>, DirectoryError> {
+    async fn begin_write(&self) -> Result<Transaction<'static, sqlx::Any>> {
         Ok(self.pool.begin_with(self.backend.begin_write()).await?)
     }
 
@@ -262,7 +264,7 @@ impl SqlStore {
         conn: &ConnectionId,
         id: &str,
         lock: bool,
-    ) -> Result<Option<T::Record>, DirectoryError> {
+    ) -> Result<Option<T::Record>> {
         let mut sql = self.sql();
         sql.push("SELECT ")
             .push(&T::columns(self.backend))
@@ -280,28 +282,18 @@ impl SqlStore {
     }
 
     /// A record by id, outside any transaction.
-    async fn get<T: Table>(
-        &self,
-        conn: &ConnectionId,
-        id: &str,
-    ) -> Result<Option<T::Record>, DirectoryError> {
+    async fn get<T: Table>(&self, conn: &ConnectionId, id: &str) -> Result<Option<T::Record>> {
         let mut c = self.pool.acquire().await?;
         self.find::<T>(&mut c, conn, id, false).await
     }
 
-    /// Locks a record for a read-modify-write and checks the version the caller expects.
-    async fn lock<T: Table>(
-        &self,
-        tx: &mut AnyConnection,
-        conn: &ConnectionId,
-        id: &str,
-        expect: Option<i64>,
-    ) -> Result<T::Record, DirectoryError> {
+    /// Locks the record a write targets and checks the version the caller expects.
+    async fn lock<T: Table>(&self, tx: &mut AnyConnection, at: Target<'_>) -> Result<T::Record> {
         let current = self
-            .find::<T>(tx, conn, id, true)
+            .find::<T>(tx, at.conn, at.id, true)
             .await?
-            .ok_or(DirectoryError::NotFound(T::Doc::KIND))?;
-        if let Some(v) = expect
+            .ok_or(DirectoryError::NotFound(T::KIND))?;
+        if let Some(v) = at.expect
             && v != T::version(&current)
         {
             return Err(DirectoryError::VersionMismatch {
@@ -316,8 +308,8 @@ impl SqlStore {
         &self,
         conn: &ConnectionId,
         spec: &ListSpec,
-    ) -> Result<Page<T::Record>, DirectoryError> {
-        let kind = T::Doc::KIND;
+    ) -> Result<Page<T::Record>> {
+        let kind = T::KIND;
         let mut condition = self.sql();
         condition.push("r.connection = ").bind_text(conn.as_str());
         if let Some(f) = &spec.filter {
@@ -363,14 +355,11 @@ impl SqlStore {
     }
 }
 
-/// A table of records of one kind: how to read its rows.
-trait Table {
-    type Doc: Kind;
-    type Record: Send;
+/// The table of records of one kind: how to read its rows.
+trait Table: Records {
     const TABLE: &'static str;
     fn columns(backend: Backend) -> String;
-    fn decode(row: &AnyRow) -> Result<Self::Record, DirectoryError>;
-    fn version(record: &Self::Record) -> i64;
+    fn decode(row: &AnyRow) -> Result<Self::Record>;
 }
 
 /// The columns every record table starts with: id, document, created, modified, version.
@@ -390,7 +379,7 @@ struct Head<K: Kind> {
     version: i64,
 }
 
-fn head<K: Kind>(row: &AnyRow) -> Result<Head<K>, DirectoryError> {
+fn head<K: Kind>(row: &AnyRow) -> Result<Head<K>> {
     Ok(Head {
         id: row.try_get(0)?,
         doc: Document::from_stored(&row.try_get::<String, _>(1)?)?,
@@ -401,15 +390,13 @@ fn head<K: Kind>(row: &AnyRow) -> Result<Head<K>, DirectoryError> {
 }
 
 impl Table for UserKind {
-    type Doc = UserKind;
-    type Record = UserRecord;
     const TABLE: &'static str = "users";
 
     fn columns(backend: Backend) -> String {
         record_columns(backend)
     }
 
-    fn decode(row: &AnyRow) -> Result<UserRecord, DirectoryError> {
+    fn decode(row: &AnyRow) -> Result<UserRecord> {
         let h = head::<UserKind>(row)?;
         Ok(UserRecord {
             id: h.id,
@@ -419,22 +406,16 @@ impl Table for UserKind {
             version: h.version,
         })
     }
-
-    fn version(record: &UserRecord) -> i64 {
-        record.version
-    }
 }
 
 impl Table for GroupKind {
-    type Doc = GroupKind;
-    type Record = GroupRecord;
     const TABLE: &'static str = "groups";
 
     fn columns(backend: Backend) -> String {
         format!("{}, r.member_count", record_columns(backend))
     }
 
-    fn decode(row: &AnyRow) -> Result<GroupRecord, DirectoryError> {
+    fn decode(row: &AnyRow) -> Result<GroupRecord> {
         let h = head::<GroupKind>(row)?;
         Ok(GroupRecord {
             id: h.id,
@@ -445,33 +426,12 @@ impl Table for GroupKind {
             member_count: row.try_get(5)?,
         })
     }
-
-    fn version(record: &GroupRecord) -> i64 {
-        record.version
-    }
 }
 
-fn timestamp(row: &AnyRow, idx: usize) -> Result<Timestamp, DirectoryError> {
+fn timestamp(row: &AnyRow, idx: usize) -> Result<Timestamp> {
     let raw: String = row.try_get(idx)?;
     Timestamp::parse_rfc3339(&raw)
         .ok_or_else(|| DirectoryError::corrupt(format!("timestamp {raw:?}")))
-}
-
-/// `, ?` bound to an optional text (NULL when absent).
-fn push_opt(sql: &mut Sql, value: Option<&str>) {
-    sql.push(", ");
-    bind_opt(sql, value);
-}
-
-fn bind_opt(sql: &mut Sql, value: Option<&str>) {
-    match value {
-        Some(v) => {
-            sql.bind_text(v);
-        }
-        None => {
-            sql.push("NULL");
-        }
-    }
 }
 
 /// A unique-constraint violation becomes a conflict on `attribute`.
@@ -491,7 +451,7 @@ impl StoreHealth for SqlStore {
         self.backend
     }
 
-    async fn ping(&self) -> Result<(), DirectoryError> {
+    async fn ping(&self) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
         conn.ping().await?;
         Ok(())

@@ -5,17 +5,18 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use sqlx::{AnyConnection, Row as _};
 
-use super::dialect::{Bind, DialectExt, Sql};
+use super::dialect::{Bind, Sql};
 use super::groups::detach_member_everywhere;
-use super::{SqlStore, bind_opt, push_opt, uniqueness};
+use super::{SqlStore, uniqueness};
 use crate::clock::Timestamp;
 use crate::connections::ConnectionId;
-use crate::directory::doc::{UserDoc, UserKind};
-use crate::directory::error::DirectoryError;
+use crate::directory::doc::UserDoc;
+use crate::directory::error::{DirectoryError, Result};
+use crate::directory::kind::UserKind;
 use crate::directory::model::{
     Backend, Change, ListSpec, MembershipDelta, Page, Removed, UserRecord,
 };
-use crate::directory::store::UserStore;
+use crate::directory::store::{Target, UserStore};
 
 impl SqlStore {
     async fn write_emails(
@@ -25,7 +26,7 @@ impl SqlStore {
         user_id: &str,
         doc: &UserDoc,
         replace: bool,
-    ) -> Result<(), DirectoryError> {
+    ) -> Result<()> {
         if replace {
             let mut del = self.sql();
             del.push("DELETE FROM user_emails WHERE user_id = ")
@@ -41,20 +42,15 @@ impl SqlStore {
             return Ok(());
         }
         let mut ins = self.sql();
-        ins.push("INSERT INTO user_emails (user_id, connection, value_lc) VALUES ");
-        for (i, v) in values.iter().enumerate() {
-            if i > 0 {
-                ins.push(", ");
-            }
-            ins.push("(")
-                .bind_text(user_id)
-                .push(", ")
-                .bind_text(conn.as_str())
-                .push(", ")
-                .bind_text(v.as_str())
-                .push(")");
-        }
-        ins.push(" ON CONFLICT DO NOTHING");
+        ins.push("INSERT INTO user_emails (user_id, connection, value_lc) VALUES ")
+            .rows(values.iter().map(|v| {
+                [
+                    Bind::text(user_id),
+                    Bind::text(conn.as_str()),
+                    Bind::text(v),
+                ]
+            }))
+            .push(" ON CONFLICT DO NOTHING");
         ins.query().execute(&mut *tx).await?;
         Ok(())
     }
@@ -66,13 +62,16 @@ fn set_user_columns(upd: &mut Sql, doc: &UserDoc) {
         .bind_text(doc.user_name())
         .push(", user_name_lc = ")
         .bind_text(doc.user_name().to_lowercase())
-        .push(", external_id = ");
-    bind_opt(upd, doc.external_id());
-    upd.push(", display_name = ");
-    bind_opt(upd, doc.display_name());
-    upd.push(", display_name_lc = ");
-    bind_opt(upd, doc.display_name().map(str::to_lowercase).as_deref());
-    upd.push(", active = ").bind(Bind::Bool(doc.active()));
+        .push(", external_id = ")
+        .bind(Bind::opt(doc.external_id()))
+        .push(", display_name = ")
+        .bind(Bind::opt(doc.display_name()))
+        .push(", display_name_lc = ")
+        .bind(Bind::opt(
+            doc.display_name().map(str::to_lowercase).as_deref(),
+        ))
+        .push(", active = ")
+        .bind(Bind::Bool(doc.active()));
 }
 
 #[async_trait]
@@ -82,36 +81,28 @@ impl UserStore for SqlStore {
         conn: &ConnectionId,
         doc: UserDoc,
         now: Timestamp,
-    ) -> Result<UserRecord, DirectoryError> {
+    ) -> Result<UserRecord> {
         let id = uuid::Uuid::now_v7().to_string();
         let mut tx = self.begin_write().await?;
         let mut ins = self.sql();
         ins.push(
             "INSERT INTO users (id, connection, user_name, user_name_lc, external_id, display_name, \
-             display_name_lc, active, created, last_modified, version, doc) VALUES (",
+             display_name_lc, active, created, last_modified, version, doc) VALUES ",
         )
-        .bind_text(id.as_str())
-        .push(", ")
-        .bind_text(conn.as_str())
-        .push(", ")
-        .bind_text(doc.user_name())
-        .push(", ")
-        .bind_text(doc.user_name().to_lowercase());
-        push_opt(&mut ins, doc.external_id());
-        push_opt(&mut ins, doc.display_name());
-        push_opt(
-            &mut ins,
-            doc.display_name().map(str::to_lowercase).as_deref(),
-        );
-        ins.push(", ")
-            .bind(Bind::Bool(doc.active()))
-            .push(", ")
-            .bind_text(now.to_rfc3339())
-            .push(", ")
-            .bind_text(now.to_rfc3339())
-            .push(", 1, ");
-        self.backend.doc_param(&mut ins, doc.to_json());
-        ins.push(")");
+        .row([
+            Bind::text(id.as_str()),
+            Bind::text(conn.as_str()),
+            Bind::text(doc.user_name()),
+            Bind::text(doc.user_name().to_lowercase()),
+            Bind::opt(doc.external_id()),
+            Bind::opt(doc.display_name()),
+            Bind::opt(doc.display_name().map(str::to_lowercase).as_deref()),
+            Bind::Bool(doc.active()),
+            Bind::text(now.to_rfc3339()),
+            Bind::text(now.to_rfc3339()),
+            Bind::Int(1),
+            Bind::Doc(doc.to_json()),
+        ]);
         ins.query()
             .execute(&mut *tx)
             .await
@@ -127,32 +118,18 @@ impl UserStore for SqlStore {
         })
     }
 
-    async fn get_user(
-        &self,
-        conn: &ConnectionId,
-        id: &str,
-    ) -> Result<Option<UserRecord>, DirectoryError> {
+    async fn get_user(&self, conn: &ConnectionId, id: &str) -> Result<Option<UserRecord>> {
         self.get::<UserKind>(conn, id).await
     }
 
-    async fn list_users(
-        &self,
-        conn: &ConnectionId,
-        spec: &ListSpec,
-    ) -> Result<Page<UserRecord>, DirectoryError> {
+    async fn list_users(&self, conn: &ConnectionId, spec: &ListSpec) -> Result<Page<UserRecord>> {
         self.list::<UserKind>(conn, spec).await
     }
 
-    async fn update_user(
-        &self,
-        conn: &ConnectionId,
-        id: &str,
-        expect: Option<i64>,
-        doc: UserDoc,
-        now: Timestamp,
-    ) -> Result<Change<UserRecord>, DirectoryError> {
+    async fn update_user(&self, at: Target<'_>, doc: UserDoc) -> Result<Change<UserRecord>> {
+        let (conn, id, now) = (at.conn, at.id, at.now);
         let mut tx = self.begin_write().await?;
-        let before = self.lock::<UserKind>(&mut tx, conn, id, expect).await?;
+        let before = self.lock::<UserKind>(&mut tx, at).await?;
         if doc == before.doc {
             // Nothing changed: no new version, no event (IdPs re-send unchanged users).
             tx.commit().await?;
@@ -166,9 +143,10 @@ impl UserStore for SqlStore {
         set_user_columns(&mut upd, &doc);
         upd.push(", last_modified = ")
             .bind_text(now.to_rfc3339())
-            .push(", version = version + 1, doc = ");
-        self.backend.doc_param(&mut upd, doc.to_json());
-        upd.push(" WHERE id = ").bind_text(id);
+            .push(", version = version + 1, doc = ")
+            .bind(Bind::Doc(doc.to_json()))
+            .push(" WHERE id = ")
+            .bind_text(id);
         upd.query()
             .execute(&mut *tx)
             .await
@@ -187,13 +165,8 @@ impl UserStore for SqlStore {
         Ok(Change { before, after })
     }
 
-    async fn delete_user(
-        &self,
-        conn: &ConnectionId,
-        id: &str,
-        expect: Option<i64>,
-        now: Timestamp,
-    ) -> Result<Removed<UserRecord>, DirectoryError> {
+    async fn delete_user(&self, at: Target<'_>) -> Result<Removed<UserRecord>> {
+        let (conn, id, now) = (at.conn, at.id, at.now);
         let mut tx = self.begin_write().await?;
         // Lock order everywhere: groups before users (a membership change locks its group,
         // then touches its member users), so this cannot deadlock with one.
@@ -207,7 +180,7 @@ impl UserStore for SqlStore {
             .push(") ORDER BY g.id FOR UPDATE");
             lock.query().fetch_all(&mut *tx).await?;
         }
-        let before = self.lock::<UserKind>(&mut tx, conn, id, expect).await?;
+        let before = self.lock::<UserKind>(&mut tx, at).await?;
         let groups = detach_member_everywhere(self, &mut tx, conn, id, now).await?;
         let mut del = self.sql();
         del.push("DELETE FROM user_emails WHERE user_id = ")
@@ -231,7 +204,7 @@ impl UserStore for SqlStore {
         conn: &ConnectionId,
         after: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<String>, DirectoryError> {
+    ) -> Result<Vec<String>> {
         let mut q = self.sql();
         q.push("SELECT id FROM users WHERE connection = ")
             .bind_text(conn.as_str());

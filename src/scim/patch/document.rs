@@ -5,7 +5,7 @@
 use scim_v2::filter::{PatchPath, ValFilter};
 use serde_json::{Map, Value};
 
-use super::{OpKind, PatchOperation, syntax};
+use super::op::{OpKind, PatchOperation, syntax};
 use crate::directory::ResourceKind;
 use crate::directory::schema::{AttrDef, AttrHome, AttrType, Catalogue, Mutability, SchemaDef};
 use crate::scim::error::{ScimError, ScimType};

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use scim_v2::filter::{AttrExp, AttrPath, CompValue, CompareOp, PatchPath, ValFilter};
 use serde_json::{Map, Value};
 
-use super::{GroupPatchPlan, OpKind, PatchOperation, at, syntax};
+use super::op::{GroupPatchPlan, OpKind, PatchOperation, at, syntax};
 use crate::directory::schema::{AttrDef, AttrHome, Catalogue};
 use crate::directory::{MemberOp, ResourceKind};
 use crate::scim::error::ScimError;

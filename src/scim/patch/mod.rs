@@ -10,7 +10,8 @@
 //!
 //! - this file: parsing the body, and the entry points;
 //! - [`document`]: applying operations to a document (what the RFC leaves to providers);
-//! - [`members`]: planning a group's membership operations as set operations.
+//! - [`members`]: planning a group's membership operations as set operations;
+//! - [`op`]: a parsed operation.
 //!
 //! Where identity providers and the RFC part ways, this module follows the providers, as
 //! documented on each rule:
@@ -25,75 +26,33 @@
 //!   which for a group is a privilege incident).
 //!
 //! Group membership is not part of the group's document: [`plan_group_patch`] turns every
-//! operation on `members` into set operations ([`MemberOp`]) the store applies in the same
+//! operation on `members` into set operations ([`MemberOp`](crate::directory::MemberOp)) the store applies in the same
 //! transaction.
 
 mod document;
 mod members;
+mod op;
 #[cfg(test)]
 mod tests;
-
-use std::fmt;
 
 use scim_v2::filter::PatchPath;
 use serde_json::{Map, Value};
 
 use self::document::Engine;
 pub use self::members::plan_group_patch;
+pub use self::op::{GroupPatchPlan, OpKind, PatchOperation};
+use self::op::{at, syntax};
 use super::error::{ScimError, ScimType};
-use super::resource::{group_from_attrs, kind_of, user_from_attrs};
+use super::resource::{Normalise, from_attrs, kind_of};
+use crate::directory::ResourceKind;
+use crate::directory::doc::Document;
 use crate::directory::schema::Catalogue;
-use crate::directory::{GroupDoc, MemberOp, ResourceKind, UserDoc};
 
 /// The URN a PATCH body declares (RFC 7644 §3.5.2).
 pub const PATCH_OP_URN: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
 /// The most operations one PATCH request may carry.
 pub const MAX_OPERATIONS: usize = 1000;
-
-/// RFC 7644 §3.5.2 `op`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpKind {
-    Add,
-    Replace,
-    Remove,
-}
-
-impl OpKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OpKind::Add => "add",
-            OpKind::Replace => "replace",
-            OpKind::Remove => "remove",
-        }
-    }
-}
-
-impl fmt::Display for OpKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One parsed PATCH operation. `parse_patch` guarantees: `remove` has a path; a pathless
-/// `add`/`replace` has an object value; an `add`/`replace` with a path has a value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PatchOperation {
-    pub op: OpKind,
-    pub path: Option<PatchPath>,
-    /// `None` when the operation had no `value` member; `Some(Value::Null)` when it was `null`.
-    pub value: Option<Value>,
-}
-
-/// A group PATCH, split into what changes the group's document and what changes its
-/// membership. Both keep the request's order.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct GroupPatchPlan {
-    /// Operations on the group's own attributes, for [`patch_group_doc`].
-    pub doc_ops: Vec<PatchOperation>,
-    /// Membership set operations, in request order.
-    pub members: Vec<MemberOp>,
-}
 
 /// Parses a PATCH body (RFC 7644 §3.5.2). Member names (`Operations`, `op`, `path`,
 /// `value`) and `op` values are matched case-insensitively (Entra ID sends `"Replace"`).
@@ -206,25 +165,16 @@ fn parse_operation(i: usize, op: Value) -> Result<PatchOperation, ScimError> {
     })
 }
 
-/// Applies operations to a copy of a user's document, then normalises and validates the
-/// result like a PUT body. Any failure leaves `doc` as it was and returns the error.
-pub fn patch_user(
-    doc: &UserDoc,
+/// Applies operations to a copy of a document, then normalises and validates the result
+/// like a PUT body. Any failure leaves `doc` as it was and returns the error. On a group,
+/// operations on `members` have no effect here: they are planned as
+/// [`MemberOp`](crate::directory::MemberOp)s ([`plan_group_patch`]).
+pub fn patch_doc<K: Normalise>(
+    doc: &Document<K>,
     ops: &[PatchOperation],
     cat: &Catalogue,
-) -> Result<UserDoc, ScimError> {
-    user_from_attrs(apply(ResourceKind::User, doc.attrs(), ops, cat)?, cat)
-}
-
-/// Applies a group's document operations (from [`plan_group_patch`]) to a copy of its
-/// document, then normalises and validates the result. Operations on `members` have no
-/// effect here: they are planned as [`MemberOp`]s.
-pub fn patch_group_doc(
-    doc: &GroupDoc,
-    ops: &[PatchOperation],
-    cat: &Catalogue,
-) -> Result<GroupDoc, ScimError> {
-    group_from_attrs(apply(ResourceKind::Group, doc.attrs(), ops, cat)?, cat)
+) -> Result<Document<K>, ScimError> {
+    from_attrs(apply(K::KIND, doc.attrs(), ops, cat)?, cat)
 }
 
 /// Applies every operation, in order, to a working copy of `attrs`.
@@ -245,13 +195,4 @@ fn apply(
 fn take_ci(obj: &mut Map<String, Value>, name: &str) -> Option<Value> {
     let key = obj.keys().find(|k| k.eq_ignore_ascii_case(name))?.clone();
     obj.remove(&key)
-}
-
-/// Prefixes an error's detail with the operation it came from.
-fn at(i: usize, e: ScimError) -> ScimError {
-    e.at(&format!("Operations[{i}]"))
-}
-
-fn syntax(detail: String) -> ScimError {
-    ScimError::invalid_syntax(detail)
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::directory::ENTERPRISE_URN;
+use crate::directory::{ENTERPRISE_URN, MemberOp};
 use crate::scim::resource::{group_from_body, user_from_body};
 use scim_v2::filter::ValFilter;
 use serde_json::json;
@@ -13,14 +13,7 @@ fn ops(operations: Value) -> Vec<PatchOperation> {
 }
 
 fn kind(r: Result<impl std::fmt::Debug, ScimError>) -> (ScimType, String) {
-    match r {
-        Err(ScimError {
-            scim_type: Some(kind),
-            detail,
-            ..
-        }) => (kind, detail),
-        other => panic!("expected a 400 error, got {other:?}"),
-    }
+    crate::scim::error::bad_request_parts(r)
 }
 
 fn alice() -> Value {
@@ -39,7 +32,7 @@ fn alice() -> Value {
 fn patch(start: Value, operations: Value) -> Result<Value, ScimError> {
     let c = cat();
     let doc = user_from_body(start, &c)?;
-    patch_user(&doc, &ops(operations), &c).map(|d| Value::Object(d.into_attrs()))
+    patch_doc(&doc, &ops(operations), &c).map(|d| Value::Object(d.into_attrs()))
 }
 
 #[test]
@@ -569,7 +562,7 @@ fn operations_are_all_or_nothing() {
     let c = cat();
     let doc = user_from_body(alice(), &c).unwrap();
     let before = doc.clone();
-    let result = patch_user(
+    let result = patch_doc(
         &doc,
         &ops(json!([
             {"op": "replace", "path": "displayName", "value": "Changed"},
@@ -721,7 +714,7 @@ fn okta_rename_with_id_in_value_and_mixed_pathless_value() {
         vec![MemberOp::RemoveAll, MemberOp::Add(ids(&["u1"]))]
     );
     assert_eq!(p.doc_ops.len(), 2);
-    let got = patch_group_doc(&doc, &p.doc_ops, &c).unwrap();
+    let got = patch_doc(&doc, &p.doc_ops, &c).unwrap();
     assert_eq!(
         Value::Object(got.into_attrs()),
         json!({"displayName": "New"})
@@ -733,12 +726,12 @@ fn group_document_patches_are_validated() {
     let c = cat();
     let (doc, _) = group_from_body(json!({"displayName": "G"}), &c).unwrap();
     let p = plan(json!([{"op": "remove", "path": "displayName"}])).unwrap();
-    let (k, _) = kind(patch_group_doc(&doc, &p.doc_ops, &c));
+    let (k, _) = kind(patch_doc(&doc, &p.doc_ops, &c));
     assert_eq!(k, ScimType::InvalidValue);
     let p = plan(json!([{"op": "replace", "path": "userName", "value": "x"}])).unwrap();
-    let (k, _) = kind(patch_group_doc(&doc, &p.doc_ops, &c));
+    let (k, _) = kind(patch_doc(&doc, &p.doc_ops, &c));
     assert_eq!(k, ScimType::InvalidPath);
     let p = plan(json!([{"op": "add", "path": "EXTERNALID", "value": "e2"}])).unwrap();
-    let got = patch_group_doc(&doc, &p.doc_ops, &c).unwrap();
+    let got = patch_doc(&doc, &p.doc_ops, &c).unwrap();
     assert_eq!(got.external_id(), Some("e2"));
 }
