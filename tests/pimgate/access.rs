@@ -362,16 +362,18 @@ async fn the_access_api_takes_only_its_own_credential() {
 }
 
 /// Stops Redis mid-run: claims are still served (from the store), and the cache is used again
-/// once Redis is back.
+/// once Redis is back. The breaker's retry interval passes on the injected clock.
 #[tokio::test]
 async fn redis_outage_falls_back_to_the_store() {
     let redis = crate::helpers::OwnRedis::start();
     let url = redis.url();
-    let app = TestApp::spawn_with(Db::Sqlite, |s| {
-        s.access = access_config(ACCESS);
-        s.redis.url = Some(secrecy::SecretString::from(url));
-    })
-    .await;
+    let db = crate::helpers::TestDb::new(Db::Sqlite).await;
+    let mut settings = crate::helpers::test_settings(&db);
+    settings.access = access_config(ACCESS);
+    settings.redis.url = Some(secrecy::SecretString::from(url));
+    let clock = pimgate::clock::ManualClock::at(pimgate::clock::Timestamp(1_700_000_000_000));
+    let v = pimgate::config::validate(settings).unwrap();
+    let app = TestApp::start(db, v, std::sync::Arc::new(clock.clone())).await;
     let u = app.user("out@example.com").await;
     let g = app.group("PIM Editors", &[&u]).await;
     assert_eq!(claims(&app, &u).await.1, "miss");
@@ -392,14 +394,17 @@ async fn redis_outage_falls_back_to_the_store() {
     let (c, _) = claims(&app, &u).await;
     assert_eq!(keys(&c, "roles"), vec!["viewer"]);
 
+    // Redis is back; a read after the retry interval has passed (on the test's clock) may
+    // probe it. The short pause only lets the reconnection happen.
     let _redis = redis.restart();
     let mut outcomes = Vec::new();
-    for _ in 0..20 {
+    for _ in 0..250 {
+        clock.advance_millis(1_000);
         outcomes.push(claims(&app, &u).await.1);
         if outcomes.ends_with(&["hit".to_owned()]) {
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(
         outcomes.last().map(String::as_str),

@@ -321,6 +321,13 @@ impl TestApp {
         Self::start(db, v, Arc::new(SystemClock)).await
     }
 
+    /// Spawns with the default settings on a clock the test moves.
+    pub async fn spawn_clocked(backend: Db, clock: pimgate::clock::ManualClock) -> TestApp {
+        let db = TestDb::new(backend).await;
+        let v = config::validate(test_settings(&db)).unwrap();
+        Self::start(db, v, Arc::new(clock)).await
+    }
+
     /// Starts validated settings on `db` with `clock`.
     pub async fn start(db: TestDb, v: config::Validated, clock: Arc<dyn Clock>) -> TestApp {
         let redis_prefix = v

@@ -418,6 +418,45 @@ both!(filter_meta_last_modified, |app| {
     app.stop().await;
 });
 
+/// `meta.created` and `meta.lastModified` come from the injected clock: pinned, moved by the
+/// test, and filtered on, with no sleeping.
+async fn meta_times_follow_the_injected_clock(backend: Db) {
+    let start = pimgate::clock::Timestamp::parse_rfc3339("2030-01-01T00:00:00Z").unwrap();
+    let clock = pimgate::clock::ManualClock::at(start);
+    let app = TestApp::spawn_clocked(backend, clock.clone()).await;
+    let early = app.user("early@example.com").await;
+    let late = app.user("late@example.com").await;
+    let got = fetch(&app, &format!("/Users/{late}")).await;
+    assert_eq!(got["meta"]["created"], json!("2030-01-01T00:00:00.000Z"));
+    clock.advance_millis(3_600_000);
+    let (s, body) = app
+        .patch(
+            &format!("/Users/{late}"),
+            patch_op(json!([{"op": "replace", "path": "title", "value": "Later"}])),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["meta"]["created"], json!("2030-01-01T00:00:00.000Z"));
+    assert_eq!(body["meta"]["lastModified"], json!("2030-01-01T01:00:00.000Z"));
+    assert_eq!(
+        user_names(&app, "meta.lastModified gt \"2030-01-01T00:30:00Z\"").await,
+        names(&["late@example.com"])
+    );
+    let got = fetch(&app, &format!("/Users/{early}")).await;
+    assert_eq!(got["meta"]["lastModified"], json!("2030-01-01T00:00:00.000Z"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn meta_times_follow_the_injected_clock_sqlite() {
+    meta_times_follow_the_injected_clock(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn meta_times_follow_the_injected_clock_postgres() {
+    meta_times_follow_the_injected_clock(Db::Postgres).await;
+}
+
 both!(filter_groups_by_member, |app| {
     let alice = app.user("alice@example.com").await;
     let bob = app.user("bob@example.com").await;
