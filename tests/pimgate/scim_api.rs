@@ -437,13 +437,19 @@ async fn meta_times_follow_the_injected_clock(backend: Db) {
         .await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(body["meta"]["created"], json!("2030-01-01T00:00:00.000Z"));
-    assert_eq!(body["meta"]["lastModified"], json!("2030-01-01T01:00:00.000Z"));
+    assert_eq!(
+        body["meta"]["lastModified"],
+        json!("2030-01-01T01:00:00.000Z")
+    );
     assert_eq!(
         user_names(&app, "meta.lastModified gt \"2030-01-01T00:30:00Z\"").await,
         names(&["late@example.com"])
     );
     let got = fetch(&app, &format!("/Users/{early}")).await;
-    assert_eq!(got["meta"]["lastModified"], json!("2030-01-01T00:00:00.000Z"));
+    assert_eq!(
+        got["meta"]["lastModified"],
+        json!("2030-01-01T00:00:00.000Z")
+    );
     app.stop().await;
 }
 
