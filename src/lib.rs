@@ -8,7 +8,7 @@
 //! - [`scim`]: the SCIM 2.0 service provider (routes, pure PATCH/normalisation, rendering),
 //!   over the directory. [`access`]: PIM roles and user groups, the IdP-group mapper
 //!   (pure), resolved claims, their cache and the claims read API. [`ops`]: health and
-//!   readiness.
+//!   readiness. [`metrics`]: `/metrics`.
 //! - [`config`]: layered configuration (file, then `PIMGATE_*` environment), validated once.
 //! - [`directory`]: the users, groups and memberships IdPs push, per connection, in the
 //!   directory's own terms: the attribute catalogue, the [`Directory`](directory::Directory)
@@ -27,6 +27,7 @@ pub mod clock;
 pub mod config;
 pub mod connections;
 pub mod directory;
+pub mod metrics;
 pub mod ops;
 pub mod redis;
 pub mod scim;

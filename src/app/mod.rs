@@ -33,6 +33,7 @@ use crate::directory::events::{EventBus, audit_log};
 use crate::directory::schema::{Catalogue, CatalogueError};
 use crate::directory::sql::{OpenError, PoolSettings, SqlStore};
 use crate::directory::{Directory, Stores};
+use crate::metrics::Metrics;
 use crate::ops::Readiness;
 use crate::redis::{Redis, RedisConfigError, RedisOptions};
 use crate::scim::{ScimOptions, ScimService};
@@ -146,6 +147,7 @@ impl App {
             access,
             access_api: AccessApiKeys::new(config.access_api_tokens.clone()),
             readiness: Readiness::new(stores.health.clone()),
+            metrics: Metrics::new(),
         };
         Ok(App {
             state,

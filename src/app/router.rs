@@ -30,6 +30,7 @@ pub fn router(state: AppState, opts: &ServeOptions) -> Router {
         .merge(crate::ops::router())
         .merge(crate::scim::router())
         .merge(crate::access::routes::router())
+        .merge(crate::metrics::router())
         .fallback(fallback)
         .with_state(state)
         .layer(DefaultBodyLimit::disable())

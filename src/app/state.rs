@@ -8,6 +8,7 @@ use axum::extract::FromRef;
 
 use crate::access::AccessService;
 use crate::access::routes::AccessApiKeys;
+use crate::metrics::Metrics;
 use crate::ops::Readiness;
 use crate::scim::ScimService;
 
@@ -22,4 +23,6 @@ pub struct AppState {
     pub access_api: AccessApiKeys,
     /// What `/readyz` checks.
     pub readiness: Readiness,
+    /// The registry `/metrics` reports.
+    pub metrics: Metrics,
 }

@@ -22,6 +22,32 @@ async fn healthz_and_readyz_answer() {
 }
 
 #[tokio::test]
+async fn metrics_answer_in_the_openmetrics_text_format() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let resp = app
+        .client
+        .get(format!("http://{}/metrics", app.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = resp.text().await.unwrap();
+    let build = format!(
+        "pimgate_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(text.contains(&build), "{text}");
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn readyz_fails_when_the_store_is_gone() {
     let app = TestApp::spawn(Db::Sqlite).await;
     app.running().store().close().await;
