@@ -120,7 +120,7 @@ impl App {
             registry.clone(),
         );
         tracing::info!(
-            backend = ?store_backend(&stores),
+            backend = ?stores.health.backend(),
             cache = access.cache_kind(),
             access_model = access.model().version(),
             "pimgate built"
@@ -196,10 +196,6 @@ impl App {
             tasks,
         }
     }
-}
-
-fn store_backend(stores: &Stores) -> crate::directory::Backend {
-    stores.health.backend()
 }
 
 /// A serving pimgate.
