@@ -37,7 +37,7 @@ use sqlx::{AnyConnection, AnyPool, Connection as _, Executor as _, Row as _, Tra
 use self::dialect::{Bind, DialectExt, Sql};
 use super::doc::Document;
 use super::error::{DirectoryError, Result};
-use super::kind::{GroupKind, Kind, UserKind};
+use super::kind::{GroupKind, Kind, ResourceKind, UserKind};
 use super::model::{Backend, GroupRecord, ListSpec, Page, UserRecord};
 use super::schema::Catalogue;
 use super::service::Records;
@@ -108,6 +108,20 @@ impl std::fmt::Debug for SqlStore {
             .field("backend", &self.backend)
             .finish_non_exhaustive()
     }
+}
+
+/// The SQL condition (over the table aliased `r`) a filter compiles to on `backend`, and
+/// how many values it binds. The store runs exactly this; it is public for the fuzz targets
+/// and tests that check what reaches the database.
+pub fn compile_filter(
+    backend: Backend,
+    kind: ResourceKind,
+    catalogue: &Catalogue,
+    filter: &scim_v2::filter::Filter,
+) -> Result<(String, usize)> {
+    let mut sql = Sql::new(backend);
+    filter::compile(filter, kind, catalogue, &mut sql)?;
+    Ok((sql.text, sql.binds.len()))
 }
 
 /// Which backend a database URL names.
