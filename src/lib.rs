@@ -26,6 +26,7 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod connections;
+pub mod deadline;
 pub mod directory;
 pub mod metrics;
 pub mod ops;

@@ -74,6 +74,7 @@ async fn open(config: &Validated, catalogue: Arc<Catalogue>) -> Result<SqlStore,
         config.database_url.expose_secret(),
         &PoolSettings {
             max_connections: config.settings.database.max_connections,
+            statement_timeout: Duration::from_secs(config.settings.server.request_timeout_seconds),
             ..PoolSettings::default()
         },
         catalogue,

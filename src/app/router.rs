@@ -34,6 +34,10 @@ pub fn router(state: AppState, opts: &ServeOptions) -> Router {
         .fallback(fallback)
         .with_state(state)
         .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            opts.request_timeout,
+            with_deadline,
+        ))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -63,6 +67,15 @@ pub fn router(state: AppState, opts: &ServeOptions) -> Router {
                 .on_failure(()),
         )
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+}
+
+/// Serves the request under its deadline, so the statements it runs stop when it does.
+async fn with_deadline(
+    axum::extract::State(timeout): axum::extract::State<Duration>,
+    req: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response {
+    crate::deadline::scope(std::time::Instant::now() + timeout, next.run(req)).await
 }
 
 /// 404: a SCIM error body under `/scim`, a small JSON body elsewhere.

@@ -2,10 +2,9 @@
 //! hex SHA-256 of the secret.
 
 use async_trait::async_trait;
-use sqlx::Row as _;
-use sqlx::any::AnyRow;
 
 use super::dialect::Bind;
+use super::exec::Row;
 use super::{SqlStore, timestamp, uniqueness};
 use crate::connections::ConnectionId;
 use crate::directory::error::{DirectoryError, Result};
@@ -14,18 +13,18 @@ use crate::directory::store::CredentialStore;
 
 const COLUMNS: &str = "SELECT id, connection, token_hash, label, created FROM scim_tokens";
 
-fn token_from_row(row: &AnyRow) -> Result<TokenRow> {
-    let conn: String = row.try_get(1)?;
-    let hash_hex: String = row.try_get(2)?;
+fn token_from_row(row: &Row) -> Result<TokenRow> {
+    let conn: String = row.get(1)?;
+    let hash_hex: String = row.get(2)?;
     let mut hash = [0u8; 32];
     hex::decode_to_slice(&hash_hex, &mut hash)
         .map_err(|_| DirectoryError::corrupt("token hash"))?;
     Ok(TokenRow {
-        id: row.try_get(0)?,
+        id: row.get(0)?,
         connection: ConnectionId::parse(&conn)
             .map_err(|e| DirectoryError::corrupt(e.to_string()))?,
         hash,
-        label: row.try_get(3)?,
+        label: row.get(3)?,
         created: timestamp(row, 4)?,
     })
 }
@@ -42,8 +41,7 @@ impl CredentialStore for SqlStore {
                 Bind::text(token.label.as_str()),
                 Bind::text(token.created.to_rfc3339()),
             ]);
-        ins.query()
-            .execute(&self.pool)
+        self.write_one(&ins)
             .await
             .map_err(|e| uniqueness(e, "token", &token.id))?;
         Ok(())
@@ -54,7 +52,7 @@ impl CredentialStore for SqlStore {
         q.push(COLUMNS)
             .push(" WHERE token_hash = ")
             .bind_text(hex::encode(hash));
-        let row = q.query().fetch_optional(&self.pool).await?;
+        let row = self.read_optional(&q).await?;
         row.as_ref().map(token_from_row).transpose()
     }
 
@@ -64,8 +62,7 @@ impl CredentialStore for SqlStore {
             .push(" WHERE connection = ")
             .bind_text(conn.as_str())
             .push(" ORDER BY created, id");
-        q.query()
-            .fetch_all(&self.pool)
+        self.read_all(&q)
             .await?
             .iter()
             .map(token_from_row)
@@ -78,6 +75,6 @@ impl CredentialStore for SqlStore {
             .bind_text(conn.as_str())
             .push(" AND id = ")
             .bind_text(id);
-        Ok(del.query().execute(&self.pool).await?.rows_affected() > 0)
+        Ok(self.write_one(&del).await? > 0)
     }
 }

@@ -4,10 +4,6 @@
 //! Identifiers and JSON keys spliced into statements come only from the attribute catalogue
 //! (canonical RFC 7643 names), never from a request; every request value is a bind.
 
-use sqlx::any::AnyArguments;
-use sqlx::query::Query;
-use sqlx::{Any, AssertSqlSafe};
-
 use crate::directory::Backend;
 
 /// A value bound to a placeholder.
@@ -117,22 +113,6 @@ impl Sql {
             s.row(row);
         })
     }
-
-    /// The executable query.
-    pub fn query(&self) -> Query<'_, Any, AnyArguments> {
-        let mut q = sqlx::query(AssertSqlSafe(self.text.clone()));
-        for b in &self.binds {
-            q = match b {
-                Bind::Text(s) => q.bind(s.clone()),
-                Bind::Int(i) => q.bind(*i),
-                Bind::Bool(v) => q.bind(*v),
-                Bind::Float(f) => q.bind(*f),
-                Bind::Null => q.bind(None::<String>),
-                Bind::Doc(s) => q.bind(s.clone()),
-            };
-        }
-        q
-    }
 }
 
 /// Backend-specific SQL fragments.
@@ -150,9 +130,6 @@ pub(crate) trait DialectExt {
     fn doc_param(self, placeholder_sql: &mut Sql, json: String);
     /// How the document column is read as text.
     fn doc_column(self, alias: &str) -> String;
-    /// The statement that opens a write transaction. SQLite takes the write lock up front
-    /// (`BEGIN IMMEDIATE`), so a read-then-write never fails on a lock upgrade.
-    fn begin_write(self) -> &'static str;
     /// Row-lock suffix for the SELECT that starts a read-modify-write.
     fn for_update(self) -> &'static str;
     /// A query whose one row and column counts the tables named `table` (0 or 1) in the
@@ -242,13 +219,6 @@ impl DialectExt for Backend {
         match self {
             Backend::Sqlite => format!("{alias}.doc"),
             Backend::Postgres => format!("{alias}.doc::text"),
-        }
-    }
-
-    fn begin_write(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "BEGIN IMMEDIATE",
-            Backend::Postgres => "BEGIN",
         }
     }
 

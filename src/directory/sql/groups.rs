@@ -4,10 +4,9 @@
 use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row as _};
 
 use super::dialect::Bind;
+use super::exec::{Conn, Row};
 use super::{CHUNK, SqlStore, filter};
 use crate::clock::Timestamp;
 use crate::connections::ConnectionId;
@@ -29,9 +28,9 @@ struct Delta {
 }
 
 impl Delta {
-    fn record(&mut self, row: &AnyRow, sign: i64) -> Result<()> {
-        let id: String = row.try_get(0)?;
-        let kind: String = row.try_get(1)?;
+    fn record(&mut self, row: &Row, sign: i64) -> Result<()> {
+        let id: String = row.get(0)?;
+        let kind: String = row.get(1)?;
         self.count += sign;
         match MemberKind::parse(&kind) {
             Some(MemberKind::Group) => self.groups.insert(id),
@@ -57,12 +56,12 @@ impl SqlStore {
     /// each returned row with `sign` (+1 added, -1 removed).
     async fn member_rows(
         &self,
-        tx: &mut AnyConnection,
+        c: &mut Conn<'_>,
         sql: &super::dialect::Sql,
         sign: i64,
         delta: &mut Delta,
     ) -> Result<()> {
-        for row in sql.query().fetch_all(&mut *tx).await? {
+        for row in sql.fetch_all(c).await? {
             delta.record(&row, sign)?;
         }
         Ok(())
@@ -73,7 +72,7 @@ impl SqlStore {
     /// other changes (IdPs reference users whose own provisioning failed).
     async fn add_members(
         &self,
-        tx: &mut AnyConnection,
+        c: &mut Conn<'_>,
         conn: &ConnectionId,
         group_id: &str,
         ids: &[String],
@@ -88,7 +87,7 @@ impl SqlStore {
         }
         let ids: Vec<&str> = ids.into_iter().collect();
         for chunk in ids.chunks(CHUNK) {
-            let kinds = self.member_kinds(tx, conn, chunk).await?;
+            let kinds = self.member_kinds(c, conn, chunk).await?;
             let skipped = chunk.iter().filter(|id| !kinds.contains_key(**id)).count();
             if let Some(first) = chunk.iter().find(|id| !kinds.contains_key(**id)) {
                 tracing::warn!(
@@ -119,7 +118,7 @@ impl SqlStore {
                 ]
             }))
             .push(" ON CONFLICT DO NOTHING RETURNING member_id, member_type");
-            self.member_rows(tx, &ins, 1, delta).await?;
+            self.member_rows(c, &ins, 1, delta).await?;
         }
         Ok(())
     }
@@ -127,14 +126,14 @@ impl SqlStore {
     /// Applies one membership set operation, recording the rows it added and removed.
     async fn apply_member_op(
         &self,
-        tx: &mut AnyConnection,
+        c: &mut Conn<'_>,
         conn: &ConnectionId,
         group_id: &str,
         op: &MemberOp,
         delta: &mut Delta,
     ) -> Result<()> {
         match op {
-            MemberOp::Add(ids) => self.add_members(tx, conn, group_id, ids, delta).await,
+            MemberOp::Add(ids) => self.add_members(c, conn, group_id, ids, delta).await,
             MemberOp::Remove(ids) => {
                 let ids: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
                 let ids: Vec<&str> = ids.into_iter().collect();
@@ -145,7 +144,7 @@ impl SqlStore {
                         .push(" AND member_id IN ")
                         .bind_list(chunk.iter().copied())
                         .push(" RETURNING member_id, member_type");
-                    self.member_rows(tx, &del, -1, delta).await?;
+                    self.member_rows(c, &del, -1, delta).await?;
                 }
                 Ok(())
             }
@@ -162,14 +161,14 @@ impl SqlStore {
                     .ok_or_else(|| DirectoryError::corrupt("catalogue lacks members"))?;
                 filter::compile_member_filter(val_filter, &members, &mut del)?;
                 del.push(" RETURNING member_id, member_type");
-                self.member_rows(tx, &del, -1, delta).await
+                self.member_rows(c, &del, -1, delta).await
             }
             MemberOp::RemoveAll => {
                 let mut del = self.sql();
                 del.push("DELETE FROM group_members WHERE group_id = ")
                     .bind_text(group_id)
                     .push(" RETURNING member_id, member_type");
-                self.member_rows(tx, &del, -1, delta).await
+                self.member_rows(c, &del, -1, delta).await
             }
         }
     }
@@ -177,7 +176,7 @@ impl SqlStore {
     /// Which of these ids name a user or a group of the connection.
     async fn member_kinds(
         &self,
-        tx: &mut AnyConnection,
+        c: &mut Conn<'_>,
         conn: &ConnectionId,
         ids: &[&str],
     ) -> Result<HashMap<String, MemberKind>> {
@@ -191,9 +190,9 @@ impl SqlStore {
             .push(" AND id IN ")
             .bind_list(ids.iter().copied());
         let mut out = HashMap::with_capacity(ids.len());
-        for row in q.query().fetch_all(&mut *tx).await? {
-            let id: String = row.try_get(0)?;
-            let kind: String = row.try_get(1)?;
+        for row in q.fetch_all(c).await? {
+            let id: String = row.get(0)?;
+            let kind: String = row.get(1)?;
             out.insert(id, MemberKind::parse(&kind).unwrap_or(MemberKind::User));
         }
         Ok(out)
@@ -203,7 +202,7 @@ impl SqlStore {
     /// with their representation. Costs one row per affected user.
     async fn touch_users(
         &self,
-        tx: &mut AnyConnection,
+        c: &mut Conn<'_>,
         users: &BTreeSet<String>,
         now: Timestamp,
     ) -> Result<()> {
@@ -214,7 +213,7 @@ impl SqlStore {
                 .bind_text(now.to_rfc3339())
                 .push(" WHERE id IN ")
                 .bind_list(chunk.iter().copied());
-            upd.query().execute(&mut *tx).await?;
+            upd.execute(c).await?;
         }
         Ok(())
     }
@@ -224,7 +223,7 @@ impl SqlStore {
 /// the member count) of each group that lost it. Returns those groups.
 pub(super) async fn detach_member_everywhere(
     store: &SqlStore,
-    tx: &mut AnyConnection,
+    c: &mut Conn<'_>,
     conn: &ConnectionId,
     member_id: &str,
     now: Timestamp,
@@ -236,11 +235,10 @@ pub(super) async fn detach_member_everywhere(
         .bind_text(member_id)
         .push(" RETURNING group_id");
     let groups: Vec<String> = del
-        .query()
-        .fetch_all(&mut *tx)
+        .fetch_all(c)
         .await?
         .iter()
-        .map(|r| r.try_get::<String, _>(0))
+        .map(|r| r.get::<String>(0))
         .collect::<Result<_, _>>()?;
     for chunk in groups.chunks(CHUNK) {
         let mut upd = store.sql();
@@ -250,7 +248,7 @@ pub(super) async fn detach_member_everywhere(
         .bind_text(now.to_rfc3339())
         .push(" WHERE id IN ")
         .bind_list(chunk.iter().map(String::as_str));
-        upd.query().execute(&mut *tx).await?;
+        upd.execute(c).await?;
     }
     Ok(groups)
 }
@@ -266,6 +264,7 @@ impl GroupStore for SqlStore {
     ) -> Result<(GroupRecord, MembershipDelta)> {
         let id = uuid::Uuid::now_v7().to_string();
         let mut tx = self.begin_write().await?;
+        let mut c = tx.conn();
         let mut ins = self.sql();
         ins.push(
             "INSERT INTO groups (id, connection, display_name, display_name_lc, external_id, \
@@ -283,18 +282,18 @@ impl GroupStore for SqlStore {
             Bind::Int(0),
             Bind::Doc(doc.to_json()),
         ]);
-        ins.query().execute(&mut *tx).await?;
+        ins.execute(&mut c).await?;
         let mut delta = Delta::default();
         if !members.is_empty() {
-            self.add_members(&mut tx, conn, &id, members, &mut delta)
+            self.add_members(&mut c, conn, &id, members, &mut delta)
                 .await?;
             let mut upd = self.sql();
             upd.push("UPDATE groups SET member_count = ")
                 .bind(Bind::Int(delta.count))
                 .push(" WHERE id = ")
                 .bind_text(id.as_str());
-            upd.query().execute(&mut *tx).await?;
-            self.touch_users(&mut tx, &delta.users, now).await?;
+            upd.execute(&mut c).await?;
+            self.touch_users(&mut c, &delta.users, now).await?;
         }
         tx.commit().await?;
         let member_count = delta.count;
@@ -327,11 +326,12 @@ impl GroupStore for SqlStore {
     ) -> Result<GroupChange> {
         let (conn, id, now) = (at.conn, at.id, at.now);
         let mut tx = self.begin_write().await?;
-        let before = self.lock::<GroupKind>(&mut tx, at).await?;
+        let mut c = tx.conn();
+        let before = self.lock::<GroupKind>(&mut c, at).await?;
         let doc = doc.unwrap_or_else(|| before.doc.clone());
         let mut delta = Delta::default();
         for op in members {
-            self.apply_member_op(&mut tx, conn, id, op, &mut delta)
+            self.apply_member_op(&mut c, conn, id, op, &mut delta)
                 .await?;
         }
         if doc == before.doc && delta.is_empty() {
@@ -359,8 +359,8 @@ impl GroupStore for SqlStore {
             .bind(Bind::Doc(doc.to_json()))
             .push(" WHERE id = ")
             .bind_text(id);
-        upd.query().execute(&mut *tx).await?;
-        self.touch_users(&mut tx, &delta.users, now).await?;
+        upd.execute(&mut c).await?;
+        self.touch_users(&mut c, &delta.users, now).await?;
         tx.commit().await?;
         let after = GroupRecord {
             id: before.id.clone(),
@@ -379,15 +379,16 @@ impl GroupStore for SqlStore {
     async fn delete_group(&self, at: Target<'_>) -> Result<Removed<GroupRecord>> {
         let (conn, id, now) = (at.conn, at.id, at.now);
         let mut tx = self.begin_write().await?;
-        let before = self.lock::<GroupKind>(&mut tx, at).await?;
+        let mut c = tx.conn();
+        let before = self.lock::<GroupKind>(&mut c, at).await?;
         let mut delta = Delta::default();
-        self.apply_member_op(&mut tx, conn, id, &MemberOp::RemoveAll, &mut delta)
+        self.apply_member_op(&mut c, conn, id, &MemberOp::RemoveAll, &mut delta)
             .await?;
-        detach_member_everywhere(self, &mut tx, conn, id, now).await?;
-        self.touch_users(&mut tx, &delta.users, now).await?;
+        detach_member_everywhere(self, &mut c, conn, id, now).await?;
+        self.touch_users(&mut c, &delta.users, now).await?;
         let mut del = self.sql();
         del.push("DELETE FROM groups WHERE id = ").bind_text(id);
-        del.query().execute(&mut *tx).await?;
+        del.execute(&mut c).await?;
         tx.commit().await?;
         Ok(Removed {
             before,
@@ -411,11 +412,11 @@ impl GroupStore for SqlStore {
             .push(" AND m.group_id IN ")
             .bind_list(chunk.iter().map(String::as_str))
             .push(" ORDER BY m.group_id, m.member_id");
-            for row in q.query().fetch_all(&self.pool).await? {
-                let group: String = row.try_get(0)?;
-                let kind: String = row.try_get(2)?;
+            for row in self.read_all(&q).await? {
+                let group: String = row.get(0)?;
+                let kind: String = row.get(2)?;
                 out.entry(group).or_default().push(MemberRef {
-                    id: row.try_get(1)?,
+                    id: row.get(1)?,
                     kind: MemberKind::parse(&kind).unwrap_or(MemberKind::User),
                 });
             }
@@ -439,11 +440,11 @@ impl GroupStore for SqlStore {
             .push(" AND m.member_id IN ")
             .bind_list(chunk.iter().map(String::as_str))
             .push(" ORDER BY m.member_id, g.display_name_lc, g.id");
-            for row in q.query().fetch_all(&self.pool).await? {
-                let user: String = row.try_get(0)?;
+            for row in self.read_all(&q).await? {
+                let user: String = row.get(0)?;
                 out.entry(user).or_default().push(GroupRef {
-                    id: row.try_get(1)?,
-                    display: row.try_get(2)?,
+                    id: row.get(1)?,
+                    display: row.get(2)?,
                 });
             }
         }
@@ -473,9 +474,9 @@ impl GroupStore for SqlStore {
              JOIN groups g ON g.id = up.group_id ORDER BY g.id, up.via",
         );
         let mut out: Vec<IdpGroup> = Vec::new();
-        for row in q.query().fetch_all(&self.pool).await? {
-            let id: String = row.try_get(0)?;
-            let via: Option<String> = row.try_get(3)?;
+        for row in self.read_all(&q).await? {
+            let id: String = row.get(0)?;
+            let via: Option<String> = row.get(3)?;
             // A group reached both directly and through nesting counts once, as direct.
             if let Some(prev) = out.iter_mut().find(|g| g.id == id) {
                 if via.is_none() {
@@ -485,8 +486,8 @@ impl GroupStore for SqlStore {
             }
             out.push(IdpGroup {
                 id,
-                external_id: row.try_get(1)?,
-                display_name: row.try_get(2)?,
+                external_id: row.get(1)?,
+                display_name: row.get(2)?,
                 via,
             });
         }
@@ -511,8 +512,8 @@ impl GroupStore for SqlStore {
                      SELECT DISTINCT m.member_id FROM group_members m JOIN down ON m.group_id = down.group_id \
                      WHERE m.member_type = 'User'",
                 );
-            for row in q.query().fetch_all(&self.pool).await? {
-                users.insert(row.try_get::<String, _>(0)?);
+            for row in self.read_all(&q).await? {
+                users.insert(row.get::<String>(0)?);
             }
         }
         Ok(users.into_iter().collect())

@@ -1,11 +1,13 @@
 //! The SQL implementation of the store roles for SQLite (the embedded default) and
-//! PostgreSQL (production), through sqlx's `Any` driver. The backends differ only in the
-//! fragments of [`dialect`]; both run the same statements, migrations of their own
-//! (`migrations/`) and one shared test story per role.
+//! PostgreSQL (production), each through its own sqlx driver. The backends differ only in the
+//! fragments of [`dialect`] and in how [`exec`] runs statements on them; both run the same
+//! statements, migrations of their own (`migrations/`) and one shared test story per role.
 //!
 //! - this file: opening, migrations and the schema check, and what the roles share (row
 //!   reads, list queries, error mapping);
-//! - [`users`], [`groups`] (with membership), [`credentials`]: one role each.
+//! - [`users`], [`groups`] (with membership), [`credentials`]: one role each;
+//! - [`exec`]: pools, connections, transactions and rows of either backend, and the bounds on
+//!   every statement (deadlines).
 //!
 //! Transactions: every write opens a write transaction (`BEGIN IMMEDIATE` on SQLite), locks
 //! the row it changes (`FOR UPDATE` on PostgreSQL), checks the version the caller expects and
@@ -19,22 +21,21 @@
 
 mod credentials;
 mod dialect;
+mod exec;
 mod filter;
 mod groups;
 mod users;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyConnection, AnyPool, Connection as _, Executor as _, Row as _, Transaction};
 
 use self::dialect::{Bind, DialectExt, Sql};
+pub use self::exec::PoolSettings;
+use self::exec::{Conn, Pool, Row, Tx};
 use super::doc::Document;
 use super::error::{DirectoryError, Result};
 use super::kind::{GroupKind, Kind, ResourceKind, UserKind};
@@ -78,26 +79,10 @@ pub enum OpenError {
     Ahead(i64),
 }
 
-/// Pool settings.
-#[derive(Debug, Clone)]
-pub struct PoolSettings {
-    pub max_connections: u32,
-    pub acquire_timeout: Duration,
-}
-
-impl Default for PoolSettings {
-    fn default() -> Self {
-        Self {
-            max_connections: 10,
-            acquire_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
 /// The store over a SQLite file or a PostgreSQL database.
 #[derive(Clone)]
 pub struct SqlStore {
-    pool: AnyPool,
+    pool: Pool,
     backend: Backend,
     catalogue: Arc<Catalogue>,
 }
@@ -138,14 +123,14 @@ pub fn backend_of(url: &str) -> Result<Backend, OpenError> {
     }
 }
 
-/// Makes sure the directory of a SQLite file exists and the URL creates the file if missing.
-fn prepare_sqlite_url(url: &str) -> Result<String, OpenError> {
+/// Makes sure the directory of a SQLite file exists.
+fn prepare_sqlite_dir(url: &str) -> Result<(), OpenError> {
     let rest = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
     let path = rest.split('?').next().unwrap_or_default();
     if path.is_empty() || path == ":memory:" {
-        return Ok(url.to_owned());
+        return Ok(());
     }
     if let Some(parent) = Path::new(path).parent()
         && !parent.as_os_str().is_empty()
@@ -155,13 +140,7 @@ fn prepare_sqlite_url(url: &str) -> Result<String, OpenError> {
             source,
         })?;
     }
-    if url.contains("mode=") {
-        Ok(url.to_owned())
-    } else if url.contains('?') {
-        Ok(format!("{url}&mode=rwc"))
-    } else {
-        Ok(format!("{url}?mode=rwc"))
-    }
+    Ok(())
 }
 
 impl SqlStore {
@@ -172,35 +151,16 @@ impl SqlStore {
         pool: &PoolSettings,
         catalogue: Arc<Catalogue>,
     ) -> Result<Self, OpenError> {
-        sqlx::any::install_default_drivers();
         let backend = backend_of(url)?;
-        let url = match backend {
-            Backend::Sqlite => prepare_sqlite_url(url)?,
-            Backend::Postgres => url.to_owned(),
-        };
-        let options =
-            AnyConnectOptions::from_str(&url).map_err(|e| OpenError::Url(e.to_string()))?;
-        let mut pool_options = AnyPoolOptions::new()
-            .max_connections(pool.max_connections)
-            .acquire_timeout(pool.acquire_timeout);
         if backend == Backend::Sqlite {
-            pool_options = pool_options.after_connect(|conn: &mut AnyConnection, _meta| {
-                Box::pin(async move {
-                    // WAL lets readers run beside the one writer; the busy timeout makes
-                    // writers queue instead of failing; foreign keys keep cascades honest.
-                    conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
-                         PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
-                    )
-                    .await?;
-                    Ok(())
-                })
-            });
+            prepare_sqlite_dir(url)?;
         }
-        let pool = pool_options
-            .connect_with(options)
+        let pool = Pool::connect(backend, url, pool)
             .await
-            .map_err(OpenError::Connect)?;
+            .map_err(|e| match e {
+                sqlx::Error::Configuration(e) => OpenError::Url(e.to_string()),
+                e => OpenError::Connect(e),
+            })?;
         Ok(Self {
             pool,
             backend,
@@ -218,28 +178,30 @@ impl SqlStore {
     /// Applies the schema migrations of this backend (concurrent callers apply each once:
     /// sqlx takes a database lock around them).
     pub async fn migrate(&self) -> Result<(), OpenError> {
-        self.migrator().run(&self.pool).await?;
+        self.pool.migrate(self.migrator()).await?;
         Ok(())
     }
 
     /// Checks that every migration this build knows has been applied, and no other.
     pub async fn check_schema(&self) -> Result<(), OpenError> {
         let known: BTreeSet<i64> = self.migrator().iter().map(|m| m.version).collect();
-        let mut exists = Sql::new(self.backend);
+        let mut c = self.pool.acquire().await.map_err(OpenError::Check)?;
+        let mut exists = self.sql();
         exists.push(&self.backend.table_exists("_sqlx_migrations"));
         let present: i64 = exists
-            .query()
-            .fetch_one(&self.pool)
+            .fetch_one(&mut c.conn())
             .await
-            .and_then(|r| r.try_get::<i64, _>(0))
+            .and_then(|r| r.get::<i64>(0))
             .map_err(OpenError::Check)?;
         let applied: BTreeSet<i64> = if present > 0 {
-            sqlx::query("SELECT version FROM _sqlx_migrations WHERE success")
-                .fetch_all(&self.pool)
+            let mut versions = self.sql();
+            versions.push("SELECT version FROM _sqlx_migrations WHERE success");
+            versions
+                .fetch_all(&mut c.conn())
                 .await
                 .map_err(OpenError::Check)?
                 .iter()
-                .map(|r| r.try_get::<i64, _>(0))
+                .map(|r| r.get::<i64>(0))
                 .collect::<Result<_, _>>()
                 .map_err(OpenError::Check)?
         } else {
@@ -266,15 +228,32 @@ impl SqlStore {
         Sql::new(self.backend)
     }
 
-    async fn begin_write(&self) -> Result<Transaction<'static, sqlx::Any>> {
-        Ok(self.pool.begin_with(self.backend.begin_write()).await?)
+    /// Runs a read on a connection of its own.
+    async fn read_all(&self, sql: &Sql) -> Result<Vec<Row>> {
+        let mut c = self.pool.acquire().await?;
+        Ok(sql.fetch_all(&mut c.conn()).await?)
+    }
+
+    async fn read_optional(&self, sql: &Sql) -> Result<Option<Row>> {
+        let mut c = self.pool.acquire().await?;
+        Ok(sql.fetch_optional(&mut c.conn()).await?)
+    }
+
+    /// Runs one statement on a connection of its own; the rows it changed.
+    async fn write_one(&self, sql: &Sql) -> std::result::Result<u64, sqlx::Error> {
+        let mut c = self.pool.acquire().await?;
+        sql.execute(&mut c.conn()).await
+    }
+
+    async fn begin_write(&self) -> Result<Tx> {
+        Ok(self.pool.begin_write().await?)
     }
 
     /// One record of connection `conn` by id; with `lock`, the row stays locked until the
     /// transaction ends.
     async fn find<T: Table>(
         &self,
-        exec: &mut AnyConnection,
+        c: &mut Conn<'_>,
         conn: &ConnectionId,
         id: &str,
         lock: bool,
@@ -291,20 +270,20 @@ impl SqlStore {
         if lock {
             sql.push(self.backend.for_update());
         }
-        let row = sql.query().fetch_optional(&mut *exec).await?;
+        let row = sql.fetch_optional(c).await?;
         row.as_ref().map(T::decode).transpose()
     }
 
     /// A record by id, outside any transaction.
     async fn get<T: Table>(&self, conn: &ConnectionId, id: &str) -> Result<Option<T::Record>> {
         let mut c = self.pool.acquire().await?;
-        self.find::<T>(&mut c, conn, id, false).await
+        self.find::<T>(&mut c.conn(), conn, id, false).await
     }
 
     /// Locks the record a write targets and checks the version the caller expects.
-    async fn lock<T: Table>(&self, tx: &mut AnyConnection, at: Target<'_>) -> Result<T::Record> {
+    async fn lock<T: Table>(&self, c: &mut Conn<'_>, at: Target<'_>) -> Result<T::Record> {
         let current = self
-            .find::<T>(tx, at.conn, at.id, true)
+            .find::<T>(c, at.conn, at.id, true)
             .await?
             .ok_or(DirectoryError::NotFound(T::KIND))?;
         if let Some(v) = at.expect
@@ -337,7 +316,8 @@ impl SqlStore {
             condition.text
         );
         let mut reader = self.pool.acquire().await?;
-        let total: i64 = count.query().fetch_one(&mut *reader).await?.try_get(0)?;
+        let mut c = reader.conn();
+        let total: i64 = count.fetch_one(&mut c).await?.get(0)?;
         let offset = spec.start_index.max(1) - 1;
         if spec.count <= 0 || offset >= total {
             return Ok(Page {
@@ -363,7 +343,7 @@ impl SqlStore {
             .bind(Bind::Int(spec.count))
             .push(" OFFSET ")
             .bind(Bind::Int(offset));
-        let rows = page.query().fetch_all(&mut *reader).await?;
+        let rows = page.fetch_all(&mut c).await?;
         let items = rows.iter().map(T::decode).collect::<Result<Vec<_>, _>>()?;
         Ok(Page { total, items })
     }
@@ -373,7 +353,7 @@ impl SqlStore {
 trait Table: Records {
     const TABLE: &'static str;
     fn columns(backend: Backend) -> String;
-    fn decode(row: &AnyRow) -> Result<Self::Record>;
+    fn decode(row: &Row) -> Result<Self::Record>;
 }
 
 /// The columns every record table starts with: id, document, created, modified, version.
@@ -393,13 +373,13 @@ struct Head<K: Kind> {
     version: i64,
 }
 
-fn head<K: Kind>(row: &AnyRow) -> Result<Head<K>> {
+fn head<K: Kind>(row: &Row) -> Result<Head<K>> {
     Ok(Head {
-        id: row.try_get(0)?,
-        doc: Document::from_stored(&row.try_get::<String, _>(1)?)?,
+        id: row.get(0)?,
+        doc: Document::from_stored(&row.get::<String>(1)?)?,
         created: timestamp(row, 2)?,
         last_modified: timestamp(row, 3)?,
-        version: row.try_get(4)?,
+        version: row.get(4)?,
     })
 }
 
@@ -410,7 +390,7 @@ impl Table for UserKind {
         record_columns(backend)
     }
 
-    fn decode(row: &AnyRow) -> Result<UserRecord> {
+    fn decode(row: &Row) -> Result<UserRecord> {
         let h = head::<UserKind>(row)?;
         Ok(UserRecord {
             id: h.id,
@@ -429,7 +409,7 @@ impl Table for GroupKind {
         format!("{}, r.member_count", record_columns(backend))
     }
 
-    fn decode(row: &AnyRow) -> Result<GroupRecord> {
+    fn decode(row: &Row) -> Result<GroupRecord> {
         let h = head::<GroupKind>(row)?;
         Ok(GroupRecord {
             id: h.id,
@@ -437,13 +417,13 @@ impl Table for GroupKind {
             created: h.created,
             last_modified: h.last_modified,
             version: h.version,
-            member_count: row.try_get(5)?,
+            member_count: row.get(5)?,
         })
     }
 }
 
-fn timestamp(row: &AnyRow, idx: usize) -> Result<Timestamp> {
-    let raw: String = row.try_get(idx)?;
+fn timestamp(row: &Row, idx: usize) -> Result<Timestamp> {
+    let raw: String = row.get(idx)?;
     Timestamp::parse_rfc3339(&raw)
         .ok_or_else(|| DirectoryError::corrupt(format!("timestamp {raw:?}")))
 }
@@ -466,8 +446,8 @@ impl StoreHealth for SqlStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        let mut conn = self.pool.acquire().await?;
-        conn.ping().await?;
+        let mut c = self.pool.acquire().await?;
+        c.conn().ping().await?;
         Ok(())
     }
 }

@@ -3,9 +3,9 @@
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
-use sqlx::{AnyConnection, Row as _};
 
 use super::dialect::{Bind, Sql};
+use super::exec::Conn;
 use super::groups::detach_member_everywhere;
 use super::{SqlStore, uniqueness};
 use crate::clock::Timestamp;
@@ -21,7 +21,7 @@ use crate::directory::store::{Target, UserStore};
 impl SqlStore {
     async fn write_emails(
         &self,
-        tx: &mut AnyConnection,
+        c: &mut Conn<'_>,
         conn: &ConnectionId,
         user_id: &str,
         doc: &UserDoc,
@@ -31,7 +31,7 @@ impl SqlStore {
             let mut del = self.sql();
             del.push("DELETE FROM user_emails WHERE user_id = ")
                 .bind_text(user_id);
-            del.query().execute(&mut *tx).await?;
+            del.execute(c).await?;
         }
         let values: BTreeSet<String> = doc
             .email_values()
@@ -51,7 +51,7 @@ impl SqlStore {
                 ]
             }))
             .push(" ON CONFLICT DO NOTHING");
-        ins.query().execute(&mut *tx).await?;
+        ins.execute(c).await?;
         Ok(())
     }
 }
@@ -84,6 +84,7 @@ impl UserStore for SqlStore {
     ) -> Result<UserRecord> {
         let id = uuid::Uuid::now_v7().to_string();
         let mut tx = self.begin_write().await?;
+        let mut c = tx.conn();
         let mut ins = self.sql();
         ins.push(
             "INSERT INTO users (id, connection, user_name, user_name_lc, external_id, display_name, \
@@ -103,11 +104,10 @@ impl UserStore for SqlStore {
             Bind::Int(1),
             Bind::Doc(doc.to_json()),
         ]);
-        ins.query()
-            .execute(&mut *tx)
+        ins.execute(&mut c)
             .await
             .map_err(|e| uniqueness(e, "userName", doc.user_name()))?;
-        self.write_emails(&mut tx, conn, &id, &doc, false).await?;
+        self.write_emails(&mut c, conn, &id, &doc, false).await?;
         tx.commit().await?;
         Ok(UserRecord {
             id,
@@ -129,7 +129,8 @@ impl UserStore for SqlStore {
     async fn update_user(&self, at: Target<'_>, doc: UserDoc) -> Result<Change<UserRecord>> {
         let (conn, id, now) = (at.conn, at.id, at.now);
         let mut tx = self.begin_write().await?;
-        let before = self.lock::<UserKind>(&mut tx, at).await?;
+        let mut c = tx.conn();
+        let before = self.lock::<UserKind>(&mut c, at).await?;
         if doc == before.doc {
             // Nothing changed: no new version, no event (IdPs re-send unchanged users).
             tx.commit().await?;
@@ -147,12 +148,11 @@ impl UserStore for SqlStore {
             .bind(Bind::Doc(doc.to_json()))
             .push(" WHERE id = ")
             .bind_text(id);
-        upd.query()
-            .execute(&mut *tx)
+        upd.execute(&mut c)
             .await
             .map_err(|e| uniqueness(e, "userName", doc.user_name()))?;
         if doc.email_values() != before.doc.email_values() {
-            self.write_emails(&mut tx, conn, id, &doc, true).await?;
+            self.write_emails(&mut c, conn, id, &doc, true).await?;
         }
         tx.commit().await?;
         let after = UserRecord {
@@ -168,6 +168,7 @@ impl UserStore for SqlStore {
     async fn delete_user(&self, at: Target<'_>) -> Result<Removed<UserRecord>> {
         let (conn, id, now) = (at.conn, at.id, at.now);
         let mut tx = self.begin_write().await?;
+        let mut c = tx.conn();
         // Lock order everywhere: groups before users (a membership change locks its group,
         // then touches its member users), so this cannot deadlock with one.
         if self.backend == Backend::Postgres {
@@ -178,17 +179,17 @@ impl UserStore for SqlStore {
             )
             .bind_text(id)
             .push(") ORDER BY g.id FOR UPDATE");
-            lock.query().fetch_all(&mut *tx).await?;
+            lock.fetch_all(&mut c).await?;
         }
-        let before = self.lock::<UserKind>(&mut tx, at).await?;
-        let groups = detach_member_everywhere(self, &mut tx, conn, id, now).await?;
+        let before = self.lock::<UserKind>(&mut c, at).await?;
+        let groups = detach_member_everywhere(self, &mut c, conn, id, now).await?;
         let mut del = self.sql();
         del.push("DELETE FROM user_emails WHERE user_id = ")
             .bind_text(id);
-        del.query().execute(&mut *tx).await?;
+        del.execute(&mut c).await?;
         let mut del = self.sql();
         del.push("DELETE FROM users WHERE id = ").bind_text(id);
-        del.query().execute(&mut *tx).await?;
+        del.execute(&mut c).await?;
         tx.commit().await?;
         Ok(Removed {
             before,
@@ -212,11 +213,10 @@ impl UserStore for SqlStore {
             q.push(" AND id > ").bind_text(a);
         }
         q.push(" ORDER BY id LIMIT ").bind(Bind::Int(limit));
-        q.query()
-            .fetch_all(&self.pool)
+        self.read_all(&q)
             .await?
             .iter()
-            .map(|r| r.try_get::<String, _>(0).map_err(DirectoryError::from))
+            .map(|r| r.get::<String>(0).map_err(DirectoryError::from))
             .collect()
     }
 }
