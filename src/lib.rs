@@ -28,6 +28,7 @@ pub mod config;
 pub mod connections;
 pub mod deadline;
 pub mod directory;
+pub mod host;
 pub mod metrics;
 pub mod ops;
 pub mod redis;

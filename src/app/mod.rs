@@ -9,8 +9,10 @@
 //! Only `serve` (through [`run`]) and `pimgate migrate` ([`migrate`]) change the database
 //! schema; the other commands open it with [`open_store`], which says so when it is behind.
 
+mod guard;
 mod reload;
 mod router;
+mod serve;
 mod state;
 
 use std::future::Future;
@@ -21,8 +23,10 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+pub use self::guard::{Guard, RequestLimits};
 pub use self::reload::Reloaded;
-pub use self::router::{ServeOptions, router};
+pub use self::router::router;
+pub use self::serve::ConnectionLimits;
 pub use self::state::AppState;
 use crate::access::AccessService;
 use crate::access::cache::claims_cache;
@@ -86,7 +90,8 @@ async fn open(config: &Validated, catalogue: Arc<Catalogue>) -> Result<SqlStore,
 pub struct App {
     state: AppState,
     store: SqlStore,
-    request_timeout: Duration,
+    guard: Guard,
+    connections: ConnectionLimits,
     source: Option<ConfigSource>,
 }
 
@@ -141,6 +146,7 @@ impl App {
                 patch_response_members_max: s.scim.patch_response_members_max,
                 max_body_bytes: s.server.max_body_bytes,
                 public_url: config.public_url.clone(),
+                allowed_hosts: config.allowed_hosts.clone(),
             },
         );
         let state = AppState {
@@ -150,10 +156,32 @@ impl App {
             readiness: Readiness::new(stores.health.clone()),
             metrics: Metrics::new(),
         };
+        let request_timeout = Duration::from_secs(s.server.request_timeout_seconds);
+        // Three quarters of the database pool per tenant: one cannot take it all.
+        let share = (s.database.max_connections as usize * 3 / 4).max(1);
+        let guard = Guard::new(
+            RequestLimits {
+                request_timeout,
+                max_uri_bytes: s.server.max_uri_bytes,
+                max_header_bytes: s.server.max_header_bytes,
+                max_concurrent_requests: s.server.max_concurrent_requests,
+                scim_share: s.scim.max_concurrent_requests.unwrap_or(share),
+                access_share: s.access_api.max_concurrent_requests.unwrap_or(share),
+            },
+            &config.connections,
+        );
+        let connections = ConnectionLimits {
+            max_connections: connection_cap(s.server.max_connections),
+            max_head_bytes: s.server.max_uri_bytes + s.server.max_header_bytes + 8 * 1024,
+            header_read_timeout: Duration::from_secs(s.server.header_read_timeout_seconds),
+            idle_timeout: Duration::from_secs(s.server.idle_timeout_seconds),
+            drain_timeout: request_timeout,
+        };
         Ok(App {
             state,
             store,
-            request_timeout: Duration::from_secs(s.server.request_timeout_seconds),
+            guard,
+            connections,
             source: config.source,
         })
     }
@@ -178,17 +206,8 @@ impl App {
                 source.clone(),
             )));
         }
-        let app = router(
-            self.state.clone(),
-            &ServeOptions {
-                request_timeout: self.request_timeout,
-            },
-        );
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        });
+        let app = router(self.state.clone(), self.guard);
+        let server = tokio::spawn(serve::serve(listener, app, self.connections, shutdown));
         Running {
             state: self.state,
             store: self.store,
@@ -197,6 +216,25 @@ impl App {
             tasks,
         }
     }
+}
+
+/// The open-connection cap, kept below the file-descriptor limit (raised to its hard
+/// maximum first), with room for the database, Redis and log files.
+fn connection_cap(configured: usize) -> usize {
+    const RESERVED: u64 = 256;
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+    let fits = usize::try_from(limit.saturating_sub(RESERVED))
+        .unwrap_or(usize::MAX)
+        .max(1);
+    if configured > fits {
+        tracing::warn!(
+            configured,
+            capped = fits,
+            descriptor_limit = limit,
+            "server.max_connections is above what the file-descriptor limit allows; capped"
+        );
+    }
+    configured.min(fits)
 }
 
 /// A serving pimgate.

@@ -1,8 +1,6 @@
 //! The whole HTTP surface: every feature's router, merged once, with the middleware every
-//! request goes through (request id, one trace span per request with the matched route,
-//! the request timeout, and a panic catcher).
-
-use std::time::Duration;
+//! request goes through (request id, one trace span per request with the matched route, the
+//! guard of [`super::guard`], and a panic catcher).
 
 use axum::Router;
 use axum::body::Body;
@@ -11,20 +9,14 @@ use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use super::AppState;
+use super::guard::{Guard, guard, refusal};
 use crate::scim::error::ScimError;
 
-/// Server settings for the router.
-#[derive(Debug, Clone)]
-pub struct ServeOptions {
-    pub request_timeout: Duration,
-}
-
 /// Every route, with its middleware.
-pub fn router(state: AppState, opts: &ServeOptions) -> Router {
+pub fn router(state: AppState, g: Guard) -> Router {
     let x_request_id = axum::http::HeaderName::from_static("x-request-id");
     Router::new()
         .merge(crate::ops::router())
@@ -32,17 +24,11 @@ pub fn router(state: AppState, opts: &ServeOptions) -> Router {
         .merge(crate::access::routes::router())
         .merge(crate::metrics::router())
         .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(DefaultBodyLimit::disable())
-        .layer(axum::middleware::from_fn_with_state(
-            opts.request_timeout,
-            with_deadline,
-        ))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            opts.request_timeout,
-        ))
+        .layer(axum::middleware::from_fn_with_state(g, guard))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(
             TraceLayer::new_for_http()
@@ -69,26 +55,27 @@ pub fn router(state: AppState, opts: &ServeOptions) -> Router {
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
 }
 
-/// Serves the request under its deadline, so the statements it runs stop when it does.
-async fn with_deadline(
-    axum::extract::State(timeout): axum::extract::State<Duration>,
-    req: Request<Body>,
-    next: axum::middleware::Next,
-) -> Response {
-    crate::deadline::scope(std::time::Instant::now() + timeout, next.run(req)).await
-}
-
 /// 404: a SCIM error body under `/scim`, a small JSON body elsewhere.
 async fn fallback(uri: axum::http::Uri) -> Response {
     if uri.path().starts_with("/scim/") {
         return crate::scim::routes::not_found().await.into_response();
     }
-    (
+    refusal(
+        uri.path(),
         StatusCode::NOT_FOUND,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        r#"{"error":"not found"}"#,
+        "not_found",
+        "no such endpoint".to_owned(),
     )
-        .into_response()
+}
+
+/// 405 for a method a route does not take (SCIM routes answer their own).
+async fn method_not_allowed(uri: axum::http::Uri) -> Response {
+    refusal(
+        uri.path(),
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not support this method".to_owned(),
+    )
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {

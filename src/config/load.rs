@@ -244,11 +244,63 @@ fn check_server(s: &Settings) -> Result<SocketAddr, ConfigError> {
         n(s.server.max_body_bytes as u64),
         1024,
     )?;
-    at_least(
-        "server.request_timeout_seconds",
-        n(s.server.request_timeout_seconds),
-        1,
-    )?;
+    for (key, value, min) in [
+        (
+            "server.request_timeout_seconds",
+            n(s.server.request_timeout_seconds),
+            1,
+        ),
+        (
+            "server.header_read_timeout_seconds",
+            n(s.server.header_read_timeout_seconds),
+            1,
+        ),
+        (
+            "server.idle_timeout_seconds",
+            n(s.server.idle_timeout_seconds),
+            1,
+        ),
+        (
+            "server.max_connections",
+            n(s.server.max_connections as u64),
+            1,
+        ),
+        (
+            "server.max_concurrent_requests",
+            n(s.server.max_concurrent_requests as u64),
+            1,
+        ),
+        (
+            "server.max_uri_bytes",
+            n(s.server.max_uri_bytes as u64),
+            256,
+        ),
+        (
+            "server.max_header_bytes",
+            n(s.server.max_header_bytes as u64),
+            1024,
+        ),
+        (
+            "scim.max_concurrent_requests",
+            n(s.scim.max_concurrent_requests.unwrap_or(1) as u64),
+            1,
+        ),
+        (
+            "access_api.max_concurrent_requests",
+            n(s.access_api.max_concurrent_requests.unwrap_or(1) as u64),
+            1,
+        ),
+    ] {
+        at_least(key, value, min)?;
+    }
+    for (i, h) in s.server.allowed_hosts.iter().enumerate() {
+        if !crate::host::is_host(h) {
+            return Err(invalid(
+                format!("server.allowed_hosts[{i}]"),
+                format!("{h:?} is not a host name or address, with an optional :port"),
+            ));
+        }
+    }
     at_least(
         "database.max_connections",
         i64::from(s.database.max_connections),
@@ -271,6 +323,32 @@ fn check_server(s: &Settings) -> Result<SocketAddr, ConfigError> {
         .parse::<tracing_subscriber::EnvFilter>()
         .map_err(|e| invalid("log.level", e.to_string()))?;
     Ok(listen)
+}
+
+/// The hosts accepted without `public_url`: the configured list, or the listen address and
+/// the loopback names (any port).
+fn allowed_hosts(s: &Settings, listen: SocketAddr) -> Vec<String> {
+    if !s.server.allowed_hosts.is_empty() {
+        return s
+            .server
+            .allowed_hosts
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect();
+    }
+    let mut hosts = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "[::1]".to_owned(),
+    ];
+    let ip = listen.ip();
+    if !ip.is_unspecified() && !ip.is_loopback() {
+        hosts.push(match ip {
+            std::net::IpAddr::V4(v4) => v4.to_string(),
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        });
+    }
+    hosts
 }
 
 fn check_stores(s: &Settings) -> Result<SecretString, ConfigError> {
@@ -311,7 +389,7 @@ fn check_stores(s: &Settings) -> Result<SecretString, ConfigError> {
 }
 
 fn connections(s: &Settings) -> Result<Vec<Connection>, ConfigError> {
-    let mut out = Vec::with_capacity(s.connections.len() + 1);
+    let mut out: Vec<Connection> = Vec::with_capacity(s.connections.len() + 1);
     let default = (DEFAULT_CONNECTION.to_owned(), Default::default());
     let missing_default = (!s.connections.contains_key(DEFAULT_CONNECTION)).then_some(&default);
     for (name, c) in s
@@ -329,6 +407,21 @@ fn connections(s: &Settings) -> Result<Vec<Connection>, ConfigError> {
             let k = format!("{key}.scim_token_file");
             let t = read_secret_file(&k, file)?;
             scim_token_hashes.push(check_token(&k, &t)?);
+        }
+        // A token names its connection: shared, it would let one IdP act as another.
+        for hash in &scim_token_hashes {
+            if let Some(other) = out
+                .iter()
+                .find(|o| crate::token::matches_any(hash, &o.scim_token_hashes))
+            {
+                return Err(invalid(
+                    &key,
+                    format!(
+                        "its SCIM token is also a token of connection {:?}; every connection needs tokens of its own",
+                        other.id.as_str()
+                    ),
+                ));
+            }
         }
         out.push(Connection {
             id,
@@ -364,6 +457,7 @@ pub fn validate(s: Settings) -> Result<Validated, ConfigError> {
         ));
     }
     Ok(Validated {
+        allowed_hosts: allowed_hosts(&s, listen),
         listen,
         public_url: s
             .server

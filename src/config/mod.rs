@@ -58,8 +58,28 @@ pub struct ServerSettings {
     pub public_url: Option<String>,
     /// Largest accepted request body, in bytes; larger bodies get `413`.
     pub max_body_bytes: usize,
-    /// How long a request may take before it is answered `503`.
+    /// How long a request may take before it is answered `503` (its database statements
+    /// stop then too).
     pub request_timeout_seconds: u64,
+    /// How long a client may take to send a request's head (request line and headers),
+    /// counted from the connection's first byte or from when it was accepted.
+    pub header_read_timeout_seconds: u64,
+    /// How long a kept-alive connection may wait for its next request before it is closed.
+    pub idle_timeout_seconds: u64,
+    /// Open client connections at most; at the cap pimgate stops accepting until one
+    /// closes. Kept below the process's file-descriptor limit.
+    pub max_connections: usize,
+    /// Requests served at once at most (`/healthz` and `/readyz` excepted); more are
+    /// answered `503` with `Retry-After`.
+    pub max_concurrent_requests: usize,
+    /// Longest request URI (path and query), in bytes; longer is `414`.
+    pub max_uri_bytes: usize,
+    /// Largest request headers (all of them), in bytes; larger is `431`.
+    pub max_header_bytes: usize,
+    /// The `Host` values accepted when `public_url` is unset (it becomes the base of
+    /// `Location` and `meta.location`). Default: the listen address, `localhost` and the
+    /// loopback addresses, with and without the port.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -69,6 +89,13 @@ impl Default for ServerSettings {
             public_url: None,
             max_body_bytes: 1024 * 1024,
             request_timeout_seconds: 30,
+            header_read_timeout_seconds: 10,
+            idle_timeout_seconds: 60,
+            max_connections: 10_000,
+            max_concurrent_requests: 512,
+            max_uri_bytes: 8 * 1024,
+            max_header_bytes: 16 * 1024,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -122,6 +149,9 @@ pub struct AccessApiSettings {
     pub tokens: Vec<SecretString>,
     /// Read one more token from this file (`PIMGATE_ACCESS_TOKEN_FILE`).
     pub token_file: Option<PathBuf>,
+    /// Claims requests served at once at most (their share of pimgate); default: three
+    /// quarters of `database.max_connections`.
+    pub max_concurrent_requests: Option<usize>,
 }
 
 impl std::fmt::Debug for AccessApiSettings {
@@ -129,6 +159,7 @@ impl std::fmt::Debug for AccessApiSettings {
         f.debug_struct("AccessApiSettings")
             .field("tokens", &self.tokens.len())
             .field("token_file", &self.token_file)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
             .finish()
     }
 }
@@ -189,6 +220,10 @@ pub struct ScimSettings {
     /// request asks for `attributes=members`), so a one-member change on a very large group
     /// costs the same as on a small one.
     pub patch_response_members_max: i64,
+    /// SCIM requests of one connection served at once at most (its share of pimgate, so one
+    /// IdP cannot starve the others); default: three quarters of
+    /// `database.max_connections`.
+    pub max_concurrent_requests: Option<usize>,
 }
 
 impl Default for ScimSettings {
@@ -197,6 +232,7 @@ impl Default for ScimSettings {
             default_page_size: 100,
             max_page_size: 1000,
             patch_response_members_max: 1000,
+            max_concurrent_requests: None,
         }
     }
 }
@@ -274,4 +310,7 @@ pub struct Validated {
     pub access: Arc<AccessModel>,
     /// The file and environment this was read from; `None` when built in code.
     pub source: Option<ConfigSource>,
+    /// The `Host` values accepted when `public_url` is unset (lowercase; without a port they
+    /// match any port).
+    pub allowed_hosts: Vec<String>,
 }

@@ -153,7 +153,8 @@ impl Directory {
         doc: UserDoc,
     ) -> Result<UserRecord, DirectoryError> {
         let now = self.inner.clock.now();
-        let rec = self.inner.users.create_user(conn, doc, now).await?;
+        let users = &self.inner.users;
+        let rec = once_more(|| users.create_user(conn, doc.clone(), now)).await?;
         self.publish(conn, Event::UserCreated, vec![rec.id.clone()], Vec::new())
             .await;
         Ok(rec)
@@ -180,7 +181,8 @@ impl Directory {
         doc: UserDoc,
     ) -> Result<UserRecord, DirectoryError> {
         let at = self.target(conn, id, expect);
-        let change = self.inner.users.update_user(at, doc).await?;
+        let users = &self.inner.users;
+        let change = once_more(|| users.update_user(at, doc.clone())).await?;
         Ok(self.user_changed(conn, change).await)
     }
 
@@ -229,11 +231,8 @@ impl Directory {
         id: &str,
         expect: Option<i64>,
     ) -> Result<(), DirectoryError> {
-        let removed = self
-            .inner
-            .users
-            .delete_user(self.target(conn, id, expect))
-            .await?;
+        let at = self.target(conn, id, expect);
+        let removed = once_more(|| self.inner.users.delete_user(at)).await?;
         self.publish(
             conn,
             Event::UserDeleted,
@@ -254,11 +253,9 @@ impl Directory {
         members: &[String],
     ) -> Result<GroupRecord, DirectoryError> {
         let now = self.inner.clock.now();
-        let (rec, delta) = self
-            .inner
-            .groups
-            .create_group(conn, doc, members, now)
-            .await?;
+        let groups = &self.inner.groups;
+        let (rec, delta) =
+            once_more(|| groups.create_group(conn, doc.clone(), members, now)).await?;
         self.publish_group(conn, Event::GroupCreated, &rec.id, delta)
             .await;
         Ok(rec)
@@ -296,7 +293,8 @@ impl Directory {
             None => Vec::new(),
         };
         let at = self.target(conn, id, expect);
-        let change = self.inner.groups.modify_group(at, Some(doc), &ops).await?;
+        let groups = &self.inner.groups;
+        let change = once_more(|| groups.modify_group(at, Some(doc.clone()), &ops)).await?;
         Ok(self.group_changed(conn, change).await)
     }
 
@@ -315,7 +313,8 @@ impl Directory {
     {
         let Some(edit) = &edit else {
             let at = self.target(conn, id, expect);
-            let change = self.inner.groups.modify_group(at, None, members).await?;
+            let groups = &self.inner.groups;
+            let change = once_more(|| groups.modify_group(at, None, members)).await?;
             return Ok(self.group_changed(conn, change).await);
         };
         optimistic(expect, || {
@@ -359,11 +358,8 @@ impl Directory {
         id: &str,
         expect: Option<i64>,
     ) -> Result<(), DirectoryError> {
-        let removed = self
-            .inner
-            .groups
-            .delete_group(self.target(conn, id, expect))
-            .await?;
+        let at = self.target(conn, id, expect);
+        let removed = once_more(|| self.inner.groups.delete_group(at)).await?;
         self.publish_group(conn, Event::GroupDeleted, id, removed.members)
             .await;
         Ok(())
@@ -479,16 +475,26 @@ async fn optimistic<'a, T, E>(
     for n in 1..=EDIT_ATTEMPTS {
         match attempt().await {
             Err(EditError::Directory(DirectoryError::VersionMismatch { .. }))
-                if expect.is_none() =>
-            {
-                let ceiling = u64::from(n.min(8)) * 2;
-                let ms = rand::random::<u64>() % (ceiling + 1);
-                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-            }
+                if expect.is_none() => {}
+            Err(EditError::Directory(e)) if e.is_retryable() => {}
             done => return done,
         }
+        let ceiling = u64::from(n.min(8)) * 2;
+        let ms = rand::random::<u64>() % (ceiling + 1);
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }
     Err(contended())
+}
+
+/// Runs a store write once more when the database rolled it back because of a concurrent
+/// transaction (a serialization failure or a deadlock): nothing of the first try was kept.
+async fn once_more<'a, T>(
+    mut write: impl FnMut() -> BoxFuture<'a, Result<T, DirectoryError>>,
+) -> Result<T, DirectoryError> {
+    match write().await {
+        Err(e) if e.is_retryable() => write().await,
+        done => done,
+    }
 }
 
 fn contended<E>() -> EditError<E> {

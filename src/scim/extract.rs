@@ -63,17 +63,11 @@ where
                 format!("connection {requested:?} is not configured"),
             ));
         }
-        let base = match &scim.options().public_url {
-            Some(url) => url.clone(),
-            None => {
-                let host = parts
-                    .headers
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .unwrap_or("localhost");
-                format!("http://{host}")
-            }
-        };
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok());
+        let base = scim.options().base_of(host)?;
         Ok(Caller {
             base_url: format!("{base}/scim/{owner}/v2"),
             connection: owner,

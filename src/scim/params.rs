@@ -74,8 +74,22 @@ fn strict(filter: Option<MaybeFilter>) -> Result<Option<Filter>, ScimError> {
         Some(MaybeFilter::Valid(f)) => Ok(Some(f)),
         Some(MaybeFilter::Invalid(e)) => Err(ScimError::bad_request(
             ScimType::InvalidFilter,
-            format!("filter {:?} is not valid: {}", e.raw, e.error),
+            format!("filter {} is not valid: {}", quoted_prefix(&e.raw), e.error),
         )),
+    }
+}
+
+/// The filter as the caller sent it, quoted, and cut after 120 characters so an error about
+/// a huge filter stays readable.
+fn quoted_prefix(raw: &str) -> String {
+    const SHOWN: usize = 120;
+    match raw.char_indices().nth(SHOWN) {
+        None => format!("{raw:?}"),
+        Some((cut, _)) => format!(
+            "{:?} (first {SHOWN} of {} characters)",
+            &raw[..cut],
+            raw.chars().count()
+        ),
     }
 }
 

@@ -37,6 +37,37 @@ pub struct ScimOptions {
     pub max_body_bytes: usize,
     /// The externally visible base URL, if configured; otherwise taken from `Host`.
     pub public_url: Option<String>,
+    /// Without `public_url`: the `Host` values accepted (lowercase; without a port they match
+    /// any port). Any other is refused, never reflected into a URL.
+    pub allowed_hosts: Vec<String>,
+}
+
+impl ScimOptions {
+    /// The base URL of this server as the request names it: `public_url`, else `http://`
+    /// and an allowed `Host`.
+    pub fn base_of(&self, host: Option<&str>) -> Result<String, ScimError> {
+        if let Some(url) = &self.public_url {
+            return Ok(url.clone());
+        }
+        let host = host.unwrap_or("localhost").trim().to_ascii_lowercase();
+        let bare = match host.rsplit_once(':') {
+            Some((h, p)) if !p.contains(']') && (h.ends_with(']') || !h.contains(':')) => h,
+            _ => host.as_str(),
+        };
+        let allowed = crate::host::is_host(&host)
+            && self
+                .allowed_hosts
+                .iter()
+                .any(|a| *a == host || (!a.contains(':') || a.ends_with(']')) && *a == bare);
+        if allowed {
+            Ok(format!("http://{host}"))
+        } else {
+            Err(ScimError::bad_request(
+                super::error::ScimType::InvalidValue,
+                "the Host header names no host this server answers for: set server.public_url, or add it to server.allowed_hosts",
+            ))
+        }
+    }
 }
 
 /// The SCIM service (a cheap handle).
