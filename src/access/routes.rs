@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -89,6 +90,20 @@ impl From<DirectoryError> for AccessApiError {
     }
 }
 
+/// A path the router matched but whose parameters do not decode (bad percent-encoding).
+impl From<PathRejection> for AccessApiError {
+    fn from(e: PathRejection) -> Self {
+        AccessApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text())
+    }
+}
+
+/// A query string that does not decode.
+impl From<QueryRejection> for AccessApiError {
+    fn from(e: QueryRejection) -> Self {
+        AccessApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text())
+    }
+}
+
 impl IntoResponse for AccessApiError {
     fn into_response(self) -> Response {
         let mut resp = (
@@ -96,11 +111,18 @@ impl IntoResponse for AccessApiError {
             Json(json!({"error": self.code, "detail": self.detail})),
         )
             .into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"pimgate-access\""),
-            );
+        match self.status {
+            StatusCode::UNAUTHORIZED => {
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"pimgate-access\""),
+                );
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
         }
         resp
     }
@@ -196,9 +218,10 @@ async fn read(
 async fn claims_by_id(
     State(access): State<AccessService>,
     _caller: AccessCaller,
-    Path((conn, id)): Path<(String, String)>,
-    Query(q): Query<ClaimsQuery>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<ClaimsQuery>, QueryRejection>,
 ) -> Result<Response, AccessApiError> {
+    let (Path((conn, id)), Query(q)) = (path?, query?);
     let conn = connection(&access, &conn)?;
     read(&access, &conn, &id, q.explain()).await
 }
@@ -206,9 +229,10 @@ async fn claims_by_id(
 async fn claims_lookup(
     State(access): State<AccessService>,
     _caller: AccessCaller,
-    Path(conn): Path<String>,
-    Query(q): Query<ClaimsQuery>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<ClaimsQuery>, QueryRejection>,
 ) -> Result<Response, AccessApiError> {
+    let (Path(conn), Query(q)) = (path?, query?);
     let conn = connection(&access, &conn)?;
     let lookup = match (&q.id, &q.user_name, &q.external_id) {
         (Some(id), None, None) => UserLookup::Id(id.clone()),

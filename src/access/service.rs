@@ -129,6 +129,9 @@ impl AccessService {
             UserLookup::UserName(v) => ("userName", v),
             UserLookup::ExternalId(v) => ("externalId", v),
         };
+        if !crate::directory::limits::is_storable_key(value) {
+            return Ok(None);
+        }
         let filter = Filter::Attr(AttrExp::Comparison(
             AttrPath::with_name(attr),
             CompareOp::Eq,
@@ -227,7 +230,7 @@ impl AccessService {
             Change::MembershipChanged | Change::GroupDeleted | Change::GroupCreated => {
                 event.groups.iter().skip(1).cloned().collect()
             }
-            Change::GroupUpdated if self.model().rules_use_group_names(&event.connection) => {
+            Change::GroupUpdated if self.model().rules_match_groups(&event.connection) => {
                 event.groups.clone()
             }
             _ => Vec::new(),

@@ -52,6 +52,8 @@ struct Watch {
     origin: Instant,
     phase: AtomicU8,
     since_ms: AtomicU64,
+    /// Wakes the watchdog when the phase changes (its limit may be shorter now).
+    changed: tokio::sync::Notify,
 }
 
 impl Watch {
@@ -61,6 +63,7 @@ impl Watch {
             // A new connection owes its first request head.
             phase: AtomicU8::new(READING_HEAD),
             since_ms: AtomicU64::new(0),
+            changed: tokio::sync::Notify::new(),
         })
     }
 
@@ -71,6 +74,7 @@ impl Watch {
     fn enter(&self, phase: u8) {
         self.since_ms.store(self.now_ms(), Ordering::Release);
         self.phase.store(phase, Ordering::Release);
+        self.changed.notify_one();
     }
 
     /// Bytes arrived: an idle connection starts a request head.
@@ -235,6 +239,7 @@ pub(super) async fn serve(
                         return;
                     }
                     () = tokio::time::sleep(wait) => {}
+                    () = watch.changed.notified() => {}
                 }
             }
         });

@@ -50,8 +50,15 @@ impl<K: Kind> std::fmt::Debug for Document<K> {
 }
 
 impl<K: Kind> Document<K> {
-    /// Wraps a normalised attribute map, checking the one invariant the store relies on.
+    /// Wraps a normalised attribute map, checking the invariant the store relies on and
+    /// what it can hold ([`super::limits`]).
     pub fn new(attrs: Map<String, Value>) -> Result<Self, DirectoryError> {
+        let doc = Self::required(attrs)?;
+        super::limits::check(&doc.attrs)?;
+        Ok(doc)
+    }
+
+    fn required(attrs: Map<String, Value>) -> Result<Self, DirectoryError> {
         match attrs.get(K::REQUIRED) {
             Some(Value::String(s)) if !s.trim().is_empty() => Ok(Self {
                 attrs,
@@ -69,7 +76,8 @@ impl<K: Kind> Document<K> {
         let what = K::KIND.as_str();
         let corrupt = |detail: String| DirectoryError::Internal(StoreFault::Corrupt(detail));
         match serde_json::from_str::<Value>(raw) {
-            Ok(Value::Object(map)) => Self::new(map).map_err(|e| corrupt(e.to_string())),
+            // Limits apply to what is written; what was stored reads back as it is.
+            Ok(Value::Object(map)) => Self::required(map).map_err(|e| corrupt(e.to_string())),
             Ok(_) => Err(corrupt(format!("{what} document is not an object"))),
             Err(e) => Err(corrupt(format!("{what} document: {e}"))),
         }

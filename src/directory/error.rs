@@ -53,6 +53,10 @@ pub enum FilterError {
     /// An operator or value that does not fit the attribute (`active gt "x"`).
     #[error("{0}")]
     Mismatch(String),
+    /// The filter asks for more work than one request may cause; the detail names the
+    /// limit ([`crate::directory::limits`]).
+    #[error("{0}")]
+    TooCostly(String),
 }
 
 /// What went wrong below the directory.

@@ -18,8 +18,8 @@ pub enum Change {
     UserUpdated,
     UserDeleted,
     GroupCreated,
-    /// The group's own attributes changed (e.g. a rename); its members are affected where a
-    /// rule matches on group names, and consumers expand them through the store.
+    /// The group's own attributes changed (a rename, a new `externalId`); its members are
+    /// affected where a rule matches on groups, and consumers expand them through the store.
     GroupUpdated,
     GroupDeleted,
     MembershipChanged,

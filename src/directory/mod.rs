@@ -22,6 +22,7 @@ pub mod doc;
 pub mod error;
 pub mod events;
 pub mod kind;
+pub mod limits;
 pub mod model;
 pub mod schema;
 pub mod service;

@@ -134,7 +134,15 @@ pub fn member_values(v: &Value) -> Result<Vec<MemberValue>, ScimError> {
             )));
         };
         let value = match get_ci(obj, "value") {
-            Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+            Some(Value::String(s)) if !s.trim().is_empty() => {
+                if !crate::directory::limits::is_storable_key(s) {
+                    return Err(invalid(format!(
+                        "members[{i}].value is not an id: ids hold at most {} characters and no control characters",
+                        crate::directory::limits::MAX_INDEXED_CHARS
+                    )));
+                }
+                s.clone()
+            }
             _ => {
                 return Err(invalid(format!(
                     "members[{i}].value is required: the id of a user or group"

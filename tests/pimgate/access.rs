@@ -65,14 +65,7 @@ pub fn access_config(text: &str) -> AccessConfig {
 
 /// Spawns an app with the test access model, on Redis (a key prefix of its own) or in process.
 pub async fn spawn(db: Db, redis: bool) -> TestApp {
-    TestApp::spawn_with(db, |s| {
-        s.access = access_config(ACCESS);
-        if redis {
-            s.redis.url = Some(secrecy::SecretString::from(crate::helpers::redis_url()));
-            s.redis.key_prefix = format!("pimgate-test-{}", uuid::Uuid::new_v4().simple());
-        }
-    })
-    .await
+    spawn_with_model(db, redis, ACCESS).await
 }
 
 async fn claims(app: &TestApp, user: &str) -> (Value, String) {
@@ -178,6 +171,87 @@ async fn membership_changes_reach_claims_in_process_cache() {
 #[tokio::test]
 async fn membership_changes_reach_claims_redis_cache() {
     membership_changes_reach_claims(spawn(Db::Postgres, true).await).await;
+}
+
+/// Entra matches groups by object id (`externalId`): when a group's `externalId` changes,
+/// its members' claims change on the very next read, with no rule on group names.
+async fn group_external_id_change_changes_claims_on_the_next_read(app: TestApp) {
+    let u = app.user("eve@example.com").await;
+    let (s, body) = app
+        .post(
+            "/Groups",
+            json!({"schemas": [crate::helpers::GROUP_URN], "displayName": "Editors",
+                   "externalId": "0b1c-entra-object-1", "members": [{"value": u}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let g = body["id"].as_str().unwrap().to_owned();
+    let (c, _) = claims(&app, &u).await;
+    assert_eq!(keys(&c, "roles"), vec!["editor"], "{c}");
+    let (_, cache) = claims(&app, &u).await;
+    assert_eq!(cache, "hit");
+
+    let (s, body) = app
+        .patch(
+            &format!("/Groups/{g}"),
+            patch_op(
+                json!([{"op": "replace", "path": "externalId", "value": "0b1c-entra-object-2"}]),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (c, cache) = claims(&app, &u).await;
+    assert_eq!(
+        cache, "miss",
+        "the externalId change invalidated the member's claims"
+    );
+    assert_eq!(keys(&c, "roles"), vec!["viewer"], "{c}");
+    app.stop().await;
+}
+
+/// The access model of [`group_external_id_change_changes_claims_on_the_next_read`]: one
+/// rule, on a group's object id.
+const BY_OBJECT_ID: &str = r#"
+[roles.viewer]
+id = "9b0e4a52-0000-4000-8000-000000000001"
+name = "Viewer"
+permissions = ["products.view"]
+
+[roles.editor]
+id = "9b0e4a52-0000-4000-8000-000000000002"
+name = "Editor"
+permissions = ["products.view", "products.create"]
+
+[connections.default]
+on_no_match = { roles = ["viewer"], user_groups = [] }
+
+[[connections.default.rules]]
+name = "editors-by-object-id"
+group_external_id = "0b1c-entra-object-1"
+roles = ["editor"]
+"#;
+
+async fn spawn_with_model(db: Db, redis: bool, model: &str) -> TestApp {
+    TestApp::spawn_with(db, |s| {
+        s.access = access_config(model);
+        if redis {
+            s.redis.url = Some(secrecy::SecretString::from(crate::helpers::redis_url()));
+            s.redis.key_prefix = format!("pimgate-test-{}", uuid::Uuid::new_v4().simple());
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn group_external_id_change_changes_claims_on_the_next_read_in_process_cache() {
+    let app = spawn_with_model(Db::Sqlite, false, BY_OBJECT_ID).await;
+    group_external_id_change_changes_claims_on_the_next_read(app).await;
+}
+
+#[tokio::test]
+async fn group_external_id_change_changes_claims_on_the_next_read_redis_cache() {
+    let app = spawn_with_model(Db::Postgres, true, BY_OBJECT_ID).await;
+    group_external_id_change_changes_claims_on_the_next_read(app).await;
 }
 
 async fn deactivation_removes_all_access(app: TestApp) {

@@ -32,7 +32,8 @@ pub fn postgres_admin_url() -> String {
 /// is dropped when this value is dropped (even when the test panics).
 pub struct TestDb {
     pub url: String,
-    schema: Option<String>,
+    /// The PostgreSQL schema and the server it is on.
+    schema: Option<(String, String)>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -44,30 +45,50 @@ impl TestDb {
                 let url = format!("sqlite://{}/pimgate.db", dir.path().display());
                 TestDb {
                     url,
-
                     schema: None,
                     _dir: Some(dir),
                 }
             }
-            Db::Postgres => {
-                let schema = format!("pimgate_test_{}", uuid::Uuid::new_v4().simple());
-                let admin = postgres_admin_url();
-                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
-                    .await
-                    .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is required for tests (scripts/test starts it): {e}"));
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-                let sep = if admin.contains('?') { '&' } else { '?' };
-                let url = format!("{admin}{sep}options=-c%20search_path%3D{schema}");
-                TestDb {
-                    url,
+            Db::Postgres => Self::on_server(&postgres_admin_url()).await,
+        }
+    }
 
-                    schema: Some(schema),
-                    _dir: None,
-                }
-            }
+    /// A schema of the test's own on the PostgreSQL server at `admin`.
+    pub async fn on_server(admin: &str) -> TestDb {
+        let schema = format!("pimgate_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(admin)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("PostgreSQL at {admin} is required for tests (scripts/test starts it): {e}")
+            });
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let sep = if admin.contains('?') { '&' } else { '?' };
+        let url = format!("{admin}{sep}options=-c%20search_path%3D{schema}");
+        TestDb {
+            url,
+            schema: Some((schema, admin.to_owned())),
+            _dir: None,
+        }
+    }
+
+    /// Runs a query returning one integer, straight on the test's database.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        use sqlx::Connection as _;
+        if self.schema.is_some() {
+            let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+                .fetch_one(&mut c)
+                .await
+                .unwrap()
+        } else {
+            let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+                .fetch_one(&mut c)
+                .await
+                .unwrap()
         }
     }
 
@@ -87,8 +108,7 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if let Some(schema) = self.schema.take() {
-            let admin = postgres_admin_url();
+        if let Some((schema, admin)) = self.schema.take() {
             // A separate thread with its own runtime: Drop cannot await.
             let _ = std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
@@ -217,6 +237,147 @@ impl Drop for OwnRedis {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A PostgreSQL server of the test's own (a fresh cluster in a temp dir, on a free
+/// loopback port), so a test can restart it. As root, the cluster runs as the `postgres`
+/// user (PostgreSQL refuses to run as root).
+pub struct OwnPostgres {
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    port: u16,
+}
+
+impl OwnPostgres {
+    fn bindir() -> std::path::PathBuf {
+        let mut found: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .filter(|p| p.join("initdb").exists())
+            .collect();
+        found.sort();
+        found
+            .pop()
+            .expect("PostgreSQL's server binaries (scripts/test installs them)")
+    }
+
+    /// Runs a server binary, as `postgres` when this process is root.
+    fn run(&self, tool: &str, args: &[&str]) {
+        let exe = self.bin.join(tool);
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        let mut cmd = if root {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            std::process::Command::new(&exe)
+        };
+        let out = cmd.args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{tool} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn options(&self) -> String {
+        format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=40",
+            self.port,
+            self.dir.path().display()
+        )
+    }
+
+    pub fn start() -> OwnPostgres {
+        let dir = tempfile::tempdir().unwrap();
+        let _ = std::process::Command::new("chown")
+            .args(["postgres:", &dir.path().display().to_string()])
+            .output();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pg = OwnPostgres {
+            dir,
+            bin: Self::bindir(),
+            port,
+        };
+        let data = pg.data();
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        );
+        let log = pg.dir.path().join("log").display().to_string();
+        pg.run(
+            "pg_ctl",
+            &["-D", &data, "-o", &pg.options(), "-l", &log, "-w", "start"],
+        );
+        pg
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// `pg_ctl restart -m fast`: sessions are terminated, the server stops and starts.
+    pub fn restart(&self) {
+        let data = self.data();
+        let log = self.dir.path().join("log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &data,
+                "-o",
+                &self.options(),
+                "-l",
+                &log,
+                "-m",
+                "fast",
+                "-w",
+                "restart",
+            ],
+        );
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let data = self.data();
+        let exe = self.bin.join("pg_ctl");
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        let mut cmd = if root {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            std::process::Command::new(&exe)
+        };
+        let _ = cmd.args(["-D", &data, "-m", "immediate", "stop"]).output();
     }
 }
 
@@ -355,6 +516,11 @@ impl TestApp {
         }
     }
 
+    /// The app's database, for checks straight on its tables.
+    pub fn db(&self) -> &TestDb {
+        &self._db
+    }
+
     /// The running app (reload, store).
     pub fn running(&self) -> &Running {
         self.running.as_ref().unwrap()
@@ -489,9 +655,26 @@ impl TestApp {
 }
 
 /// Runs an async test body once per backend, as two tests named `<name>_sqlite` and
-/// `<name>_postgres`.
+/// `<name>_postgres`; `settings = |s| ...` adjusts the settings of both apps.
 #[macro_export]
 macro_rules! both {
+    ($name:ident, settings = $tune:expr, |$app:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            async fn body($app: $crate::helpers::TestApp) $body
+            #[tokio::test]
+            async fn sqlite() {
+                let app = $crate::helpers::TestApp::spawn_with($crate::helpers::Db::Sqlite, $tune);
+                body(app.await).await;
+            }
+            #[tokio::test]
+            async fn postgres() {
+                let app = $crate::helpers::TestApp::spawn_with($crate::helpers::Db::Postgres, $tune);
+                body(app.await).await;
+            }
+        }
+    };
     ($name:ident, |$app:ident| $body:block) => {
         mod $name {
             #[allow(unused_imports)]

@@ -14,6 +14,7 @@ mod access;
 mod cli;
 mod contracts;
 mod errors;
+mod hostile;
 mod idp;
 mod ops;
 mod scim_api;

@@ -103,9 +103,11 @@ pub enum Matcher {
 }
 
 impl Matcher {
-    /// Whether the matcher depends on group display names.
-    pub fn uses_group_names(&self) -> bool {
-        matches!(self, Matcher::GroupName(_) | Matcher::GroupPattern(_))
+    /// Whether the matcher looks at a user's SCIM groups (any of their id, externalId or
+    /// display name): a change to a group's attributes can then change its members' claims,
+    /// or the groups their provenance names.
+    pub fn uses_groups(&self) -> bool {
+        !matches!(self, Matcher::Attribute { .. })
     }
 }
 
@@ -265,11 +267,11 @@ impl AccessModel {
         self.connections.get(conn)
     }
 
-    /// True when a rule of this connection matches on group names or patterns: renaming a
-    /// group can then change its members' claims.
-    pub fn rules_use_group_names(&self, conn: &ConnectionId) -> bool {
+    /// True when a rule of this connection matches on groups: a change to a group's
+    /// attributes (a rename, a new `externalId`) can then change its members' claims.
+    pub fn rules_match_groups(&self, conn: &ConnectionId) -> bool {
         self.connections
             .get(conn)
-            .is_some_and(|c| c.rules.iter().any(|r| r.matcher.uses_group_names()))
+            .is_some_and(|c| c.rules.iter().any(|r| r.matcher.uses_groups()))
     }
 }

@@ -30,8 +30,9 @@ pub struct PoolSettings {
     pub max_connections: u32,
     /// How long a request waits for a free connection before it is answered 503.
     pub acquire_timeout: Duration,
-    /// The longest any statement may run (PostgreSQL `statement_timeout`); SQLite statements
-    /// stop at their request's deadline instead.
+    /// The longest any statement may run or wait for a lock (PostgreSQL
+    /// `statement_timeout`, SQLite's busy timeout); running SQLite statements also stop at
+    /// their request's deadline.
     pub statement_timeout: Duration,
 }
 
@@ -86,13 +87,21 @@ impl Pool {
         Ok(match backend {
             Backend::Sqlite => {
                 // WAL lets readers run beside the one writer; the busy timeout makes writers
-                // queue instead of failing; foreign keys keep cascades honest.
+                // queue instead of failing, for no longer than a request may take; foreign
+                // keys keep cascades honest.
                 let options = SqliteConnectOptions::from_str(url)?
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
                     .foreign_keys(true)
-                    .busy_timeout(Duration::from_secs(10));
+                    .busy_timeout(settings.statement_timeout)
+                    // Unicode-aware case-insensitive comparison and matching for filters
+                    // (SQLite's own `lower()`, `LIKE` and `NOCASE` fold ASCII only).
+                    .collation(
+                        super::filter::SQLITE_CI,
+                        super::filter::compare_ignoring_case,
+                    )
+                    .with_regexp();
                 Pool::Sqlite(
                     SqlitePoolOptions::new()
                         .max_connections(settings.max_connections)
@@ -103,8 +112,11 @@ impl Pool {
             }
             Backend::Postgres => {
                 let ms = settings.statement_timeout.as_millis().to_string();
-                let options =
-                    PgConnectOptions::from_str(url)?.options([("statement_timeout", ms.as_str())]);
+                // statement_timeout also bounds lock waits; the application name shows
+                // pimgate's sessions in pg_stat_activity.
+                let options = PgConnectOptions::from_str(url)?
+                    .options([("statement_timeout", ms.as_str())])
+                    .application_name("pimgate");
                 Pool::Postgres(
                     PgPoolOptions::new()
                         .max_connections(settings.max_connections)

@@ -13,8 +13,9 @@ use crate::connections::ConnectionId;
 use crate::directory::doc::GroupDoc;
 use crate::directory::error::{DirectoryError, Result};
 use crate::directory::kind::{GroupKind, MemberKind};
+use crate::directory::limits;
 use crate::directory::model::{
-    Change, GroupChange, GroupRecord, GroupRef, IdpGroup, ListSpec, MemberOp, MemberRef,
+    Backend, Change, GroupChange, GroupRecord, GroupRef, IdpGroup, ListSpec, MemberOp, MemberRef,
     MembershipDelta, Page, Removed,
 };
 use crate::directory::store::{GroupStore, Target};
@@ -78,7 +79,12 @@ impl SqlStore {
         ids: &[String],
         delta: &mut Delta,
     ) -> Result<()> {
-        let ids: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+        // An id no record can have names nothing, like any other unknown id.
+        let ids: BTreeSet<&str> = ids
+            .iter()
+            .map(String::as_str)
+            .filter(|id| limits::is_storable_key(id))
+            .collect();
         if ids.contains(group_id) {
             return Err(DirectoryError::invalid(
                 "members",
@@ -135,7 +141,12 @@ impl SqlStore {
         match op {
             MemberOp::Add(ids) => self.add_members(c, conn, group_id, ids, delta).await,
             MemberOp::Remove(ids) => {
-                let ids: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+                // An id no record can have names no member.
+                let ids: BTreeSet<&str> = ids
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|id| limits::is_storable_key(id))
+                    .collect();
                 let ids: Vec<&str> = ids.into_iter().collect();
                 for chunk in ids.chunks(CHUNK) {
                     let mut del = self.sql();
@@ -180,15 +191,30 @@ impl SqlStore {
         conn: &ConnectionId,
         ids: &[&str],
     ) -> Result<HashMap<String, MemberKind>> {
+        // On PostgreSQL the members' rows are share-locked until the membership commits: a
+        // concurrent delete of one of them either waits for this transaction (and then
+        // removes the new row with the rest of its memberships) or has committed first (and
+        // the locked read no longer returns the row, so it is skipped). Either way no
+        // membership row outlives its member. SQLite runs one writer at a time.
+        let share = if self.backend == Backend::Postgres {
+            " FOR SHARE"
+        } else {
+            ""
+        };
         let mut q = self.sql();
-        q.push("SELECT id, 'User' FROM users WHERE connection = ")
+        q.push("SELECT id, 'User' FROM (SELECT id FROM users WHERE connection = ")
             .bind_text(conn.as_str())
             .push(" AND id IN ")
             .bind_list(ids.iter().copied())
-            .push(" UNION ALL SELECT id, 'Group' FROM groups WHERE connection = ")
+            .push(share)
+            .push(
+                ") u UNION ALL SELECT id, 'Group' FROM (SELECT id FROM groups WHERE connection = ",
+            )
             .bind_text(conn.as_str())
             .push(" AND id IN ")
-            .bind_list(ids.iter().copied());
+            .bind_list(ids.iter().copied())
+            .push(share)
+            .push(") g");
         let mut out = HashMap::with_capacity(ids.len());
         for row in q.fetch_all(c).await? {
             let id: String = row.get(0)?;
@@ -246,7 +272,9 @@ pub(super) async fn detach_member_everywhere(
             "UPDATE groups SET member_count = member_count - 1, version = version + 1, last_modified = ",
         )
         .bind_text(now.to_rfc3339())
-        .push(" WHERE id IN ")
+        .push(" WHERE connection = ")
+        .bind_text(conn.as_str())
+        .push(" AND id IN ")
         .bind_list(chunk.iter().map(String::as_str));
         upd.execute(c).await?;
     }
@@ -469,10 +497,15 @@ impl GroupStore for SqlStore {
         .bind_text(user_id)
         .push(
             " UNION SELECT p.group_id, COALESCE(up.via, up.group_id) FROM group_members p \
-               JOIN up ON p.member_id = up.group_id \
-             ) SELECT g.id, g.external_id, g.display_name, up.via FROM up \
-             JOIN groups g ON g.id = up.group_id ORDER BY g.id, up.via",
-        );
+               JOIN up ON p.member_id = up.group_id WHERE p.connection = ",
+        )
+        .bind_text(conn.as_str())
+        .push(
+            ") SELECT g.id, g.external_id, g.display_name, up.via FROM up \
+             JOIN groups g ON g.id = up.group_id WHERE g.connection = ",
+        )
+        .bind_text(conn.as_str())
+        .push(" ORDER BY g.id, up.via");
         let mut out: Vec<IdpGroup> = Vec::new();
         for row in self.read_all(&q).await? {
             let id: String = row.get(0)?;
@@ -508,10 +541,14 @@ impl GroupStore for SqlStore {
                 .bind_list(chunk.iter().map(String::as_str))
                 .push(
                     " UNION SELECT m.member_id FROM group_members m JOIN down ON m.group_id = down.group_id \
-                     WHERE m.member_type = 'Group') \
-                     SELECT DISTINCT m.member_id FROM group_members m JOIN down ON m.group_id = down.group_id \
-                     WHERE m.member_type = 'User'",
-                );
+                     WHERE m.member_type = 'Group' AND m.connection = ",
+                )
+                .bind_text(conn.as_str())
+                .push(
+                    ") SELECT DISTINCT m.member_id FROM group_members m JOIN down ON m.group_id = down.group_id \
+                     WHERE m.member_type = 'User' AND m.connection = ",
+                )
+                .bind_text(conn.as_str());
             for row in self.read_all(&q).await? {
                 users.insert(row.get::<String>(0)?);
             }

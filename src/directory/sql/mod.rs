@@ -258,6 +258,10 @@ impl SqlStore {
         id: &str,
         lock: bool,
     ) -> Result<Option<T::Record>> {
+        if !crate::directory::limits::is_storable_key(id) {
+            // No record has such an id; PostgreSQL would refuse the bind (U+0000).
+            return Ok(None);
+        }
         let mut sql = self.sql();
         sql.push("SELECT ")
             .push(&T::columns(self.backend))

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use super::dialect::{Bind, Sql};
 use super::exec::Conn;
 use super::groups::detach_member_everywhere;
-use super::{SqlStore, uniqueness};
+use super::{CHUNK, SqlStore, uniqueness};
 use crate::clock::Timestamp;
 use crate::connections::ConnectionId;
 use crate::directory::doc::UserDoc;
@@ -38,20 +38,22 @@ impl SqlStore {
             .iter()
             .map(|v| v.to_lowercase())
             .collect();
-        if values.is_empty() {
-            return Ok(());
+        let values: Vec<String> = values.into_iter().collect();
+        // Documents hold at most `limits::MAX_VALUES` e-mails; chunks keep any statement
+        // below both backends' bind-parameter limits regardless.
+        for chunk in values.chunks(CHUNK) {
+            let mut ins = self.sql();
+            ins.push("INSERT INTO user_emails (user_id, connection, value_lc) VALUES ")
+                .rows(chunk.iter().map(|v| {
+                    [
+                        Bind::text(user_id),
+                        Bind::text(conn.as_str()),
+                        Bind::text(v),
+                    ]
+                }))
+                .push(" ON CONFLICT DO NOTHING");
+            ins.execute(c).await?;
         }
-        let mut ins = self.sql();
-        ins.push("INSERT INTO user_emails (user_id, connection, value_lc) VALUES ")
-            .rows(values.iter().map(|v| {
-                [
-                    Bind::text(user_id),
-                    Bind::text(conn.as_str()),
-                    Bind::text(v),
-                ]
-            }))
-            .push(" ON CONFLICT DO NOTHING");
-        ins.execute(c).await?;
         Ok(())
     }
 }
@@ -173,12 +175,13 @@ impl UserStore for SqlStore {
         // then touches its member users), so this cannot deadlock with one.
         if self.backend == Backend::Postgres {
             let mut lock = self.sql();
-            lock.push(
-                "SELECT g.id FROM groups g WHERE g.id IN \
-                 (SELECT m.group_id FROM group_members m WHERE m.member_id = ",
-            )
-            .bind_text(id)
-            .push(") ORDER BY g.id FOR UPDATE");
+            lock.push("SELECT g.id FROM groups g WHERE g.connection = ")
+                .bind_text(conn.as_str())
+                .push(" AND g.id IN (SELECT m.group_id FROM group_members m WHERE m.connection = ")
+                .bind_text(conn.as_str())
+                .push(" AND m.member_id = ")
+                .bind_text(id)
+                .push(") ORDER BY g.id FOR UPDATE");
             lock.fetch_all(&mut c).await?;
         }
         let before = self.lock::<UserKind>(&mut c, at).await?;
