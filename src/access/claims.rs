@@ -271,10 +271,82 @@ impl Claims {
     }
 }
 
+/// Claims as a cache keeps them: the claims as the API serves them and their provenance, as
+/// two compact JSON documents on two lines. A read without `explain` (every read the PIM
+/// makes) is answered with the first line as stored, without parsing anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredClaims(String);
+
+impl StoredClaims {
+    /// Encodes resolved claims.
+    pub fn encode(claims: &Claims) -> Result<Self, serde_json::Error> {
+        let mut plain = claims.clone();
+        let provenance = plain.provenance.take();
+        let (plain, provenance) = (
+            serde_json::to_string(&plain)?,
+            serde_json::to_string(&provenance)?,
+        );
+        Ok(Self(format!("{plain}\n{provenance}")))
+    }
+
+    /// What a cache handed back; `None` when it is not in this form (an entry of another
+    /// version of pimgate), which is then a miss.
+    pub fn from_cache(raw: String) -> Option<Self> {
+        let (plain, provenance) = raw.split_once('\n')?;
+        let object = |s: &str| s.len() >= 2 && s.starts_with('{') && s.ends_with('}');
+        (object(plain) && (provenance == "null" || object(provenance))).then_some(Self(raw))
+    }
+
+    /// The stored form, for a cache.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The API's JSON body: the claims, with `provenance` when `explain`.
+    pub fn to_json(&self, explain: bool) -> String {
+        let (plain, provenance) = self.0.split_once('\n').unwrap_or((self.0.as_str(), "null"));
+        if !explain || provenance == "null" {
+            return plain.to_owned();
+        }
+        // `plain` is a JSON object: `provenance` goes in before its closing brace.
+        let open = &plain[..plain.len() - 1];
+        format!("{open},\"provenance\":{provenance}}}")
+    }
+
+    /// The claims themselves.
+    pub fn claims(&self, explain: bool) -> Result<Claims, serde_json::Error> {
+        serde_json::from_str(&self.to_json(explain))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn stored_claims_answer_both_forms() {
+        let mut full = claims();
+        full.provenance = Some(Provenance {
+            default_dashboard: Some("nordics".into()),
+            ..Provenance::default()
+        });
+        let stored = StoredClaims::encode(&full).unwrap();
+        let plain: serde_json::Value = serde_json::from_str(&stored.to_json(false)).unwrap();
+        assert!(plain.get("provenance").is_none(), "{plain}");
+        assert_eq!(stored.claims(true).unwrap(), full);
+        let mut without = full.clone();
+        without.provenance = None;
+        assert_eq!(stored.claims(false).unwrap(), without);
+        // Read back from a cache as it was stored; other forms are misses.
+        let again = StoredClaims::from_cache(stored.as_str().to_owned()).unwrap();
+        assert_eq!(again, stored);
+        assert!(StoredClaims::from_cache(serde_json::to_string(&full).unwrap()).is_none());
+        assert!(StoredClaims::from_cache("{\n".into()).is_none());
+        // No provenance at all: explain gives the plain form.
+        let bare = StoredClaims::encode(&without).unwrap();
+        assert_eq!(bare.to_json(true), bare.to_json(false));
+    }
 
     fn named(key: &str) -> NamedRef {
         NamedRef {

@@ -192,8 +192,12 @@ fn connection(access: &AccessService, raw: &str) -> Result<ConnectionId, AccessA
 }
 
 fn respond(read: ClaimsRead) -> Response {
-    let mut resp = Json(&read.claims).into_response();
+    let mut resp = read.to_json().into_response();
     let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     h.insert(
         "x-claims-cache",
         HeaderValue::from_static(read.cache.as_str()),

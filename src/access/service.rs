@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 use scim_v2::filter::{AttrExp, AttrPath, CompValue, CompareOp, Filter};
 
 use super::cache::{ClaimsCache, ClaimsKey, Lookup};
-use super::claims::Claims;
+use super::claims::{Claims, StoredClaims};
 use super::model::AccessModel;
 use super::resolve::resolve;
 use super::{IdpGroup, UserFacts};
@@ -47,8 +47,23 @@ impl CacheOutcome {
 /// Resolved claims and how they were obtained.
 #[derive(Debug, Clone)]
 pub struct ClaimsRead {
-    pub claims: Claims,
+    /// The claims in their cached form.
+    pub stored: StoredClaims,
+    /// Whether the reader asked for provenance.
+    pub explain: bool,
     pub cache: CacheOutcome,
+}
+
+impl ClaimsRead {
+    /// The API's JSON body.
+    pub fn to_json(&self) -> String {
+        self.stored.to_json(self.explain)
+    }
+
+    /// The claims (with provenance when asked for).
+    pub fn claims(&self) -> Result<Claims, serde_json::Error> {
+        self.stored.claims(self.explain)
+    }
 }
 
 /// Reads and invalidates claims (a cheap handle).
@@ -189,15 +204,16 @@ impl AccessService {
         let version = model.version().to_owned();
         let key = ClaimsKey::new(conn, user_id, &version);
         let epoch = match self.inner.cache.get(&key).await {
-            Lookup::Hit(json) => match serde_json::from_str::<Claims>(&json) {
-                Ok(claims) => {
+            Lookup::Hit(raw) => match StoredClaims::from_cache(raw) {
+                Some(stored) => {
                     return Ok(Some(ClaimsRead {
-                        claims: strip(claims, explain),
+                        stored,
+                        explain,
                         cache: CacheOutcome::Hit,
                     }));
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "unreadable cached claims; resolving again");
+                None => {
+                    tracing::warn!("cached claims in an unknown form; resolving again");
                     None
                 }
             },
@@ -207,16 +223,17 @@ impl AccessService {
             return Ok(None);
         };
         let claims = resolve(&model, &facts);
+        let stored = StoredClaims::encode(&claims).map_err(|e| {
+            DirectoryError::Internal(crate::directory::error::StoreFault::Corrupt(format!(
+                "claims could not be encoded: {e}"
+            )))
+        })?;
         if let Some(epoch) = epoch {
-            match serde_json::to_string(&claims) {
-                Ok(json) => {
-                    self.inner.cache.put(&key, epoch, &json).await;
-                }
-                Err(e) => tracing::warn!(error = %e, "claims could not be cached"),
-            }
+            self.inner.cache.put(&key, epoch, stored.as_str()).await;
         }
         Ok(Some(ClaimsRead {
-            claims: strip(claims, explain),
+            stored,
+            explain,
             cache: CacheOutcome::Miss,
         }))
     }
@@ -248,13 +265,6 @@ impl AccessService {
         users.dedup();
         Ok(users)
     }
-}
-
-fn strip(mut claims: Claims, explain: bool) -> Claims {
-    if !explain {
-        claims.provenance = None;
-    }
-    claims
 }
 
 #[async_trait::async_trait]

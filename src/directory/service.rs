@@ -160,6 +160,19 @@ impl Directory {
         Ok(rec)
     }
 
+    /// A user and its direct groups, in one read.
+    pub async fn get_user_with_groups(
+        &self,
+        conn: &ConnectionId,
+        id: &str,
+    ) -> Result<(UserRecord, Vec<GroupRef>), DirectoryError> {
+        self.inner
+            .users
+            .get_user_with_groups(conn, id)
+            .await?
+            .ok_or(DirectoryError::NotFound(UserKind::KIND))
+    }
+
     /// The direct groups of these users.
     pub async fn groups_of(
         &self,

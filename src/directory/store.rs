@@ -45,6 +45,14 @@ pub trait UserStore: std::fmt::Debug + Send + Sync + 'static {
 
     async fn get_user(&self, conn: &ConnectionId, id: &str) -> Result<Option<UserRecord>>;
 
+    /// A user and its direct groups (ordered by display name, ignoring case, then id), in
+    /// one read.
+    async fn get_user_with_groups(
+        &self,
+        conn: &ConnectionId,
+        id: &str,
+    ) -> Result<Option<(UserRecord, Vec<GroupRef>)>>;
+
     async fn list_users(&self, conn: &ConnectionId, spec: &ListSpec) -> Result<Page<UserRecord>>;
 
     /// Replaces a user's document, under a row lock, if it has the expected version. An

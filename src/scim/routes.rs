@@ -158,7 +158,9 @@ async fn read<R: Resource>(
     QueryPairs(q): QueryPairs,
     IfNoneMatch(held): IfNoneMatch,
 ) -> Result<Response, ScimError> {
-    let rec = scim.directory().get::<R>(&caller.connection, &id).await?;
+    let p = SelectParams::from_query(&q);
+    let sel = scim.selection::<R>(&p.attributes, &p.excluded);
+    let (rec, body) = R::read(&scim, &caller.connection, &caller.base_url, &sel, &id).await?;
     if held.contains(&R::version(&rec)) {
         let mut resp = StatusCode::NOT_MODIFIED.into_response();
         if let Ok(v) = HeaderValue::from_str(&etag(R::version(&rec))) {
@@ -166,7 +168,7 @@ async fn read<R: Resource>(
         }
         return Ok(resp);
     }
-    one::<R>(&scim, &caller, &q, &rec, StatusCode::OK, false).await
+    Ok(respond(StatusCode::OK, &body, Some(R::version(&rec)), None))
 }
 
 /// PUT (`PATCH = false`) or PATCH (`PATCH = true`) of one resource.

@@ -195,6 +195,16 @@ pub trait Resource: Records {
         body: Value,
     ) -> impl Future<Output = Result<Self::Record, ScimError>> + Send;
 
+    /// GET of one resource: its record and its representation (as [`Resource::represent`]),
+    /// in as few reads as the store allows.
+    fn read(
+        scim: &ScimService,
+        conn: &ConnectionId,
+        base_url: &str,
+        sel: &Selection,
+        id: &str,
+    ) -> impl Future<Output = Result<(Self::Record, Value), ScimError>> + Send;
+
     /// The representations of `records` (under the connection's SCIM base URL), projected by
     /// `sel`, with their read-only
     /// references (`groups`, `members`) loaded only when the selection wants them.
@@ -244,6 +254,25 @@ impl Resource for UserKind {
             .edit_user(conn, id, expect, |doc| patch::patch_doc(doc, &ops, cat))
             .await
             .map_err(edit_error)
+    }
+
+    async fn read(
+        scim: &ScimService,
+        conn: &ConnectionId,
+        base_url: &str,
+        sel: &Selection,
+        id: &str,
+    ) -> Result<(UserRecord, Value), ScimError> {
+        let dir = scim.directory();
+        let (user, groups) = if sel.wants("groups") {
+            let (user, groups) = dir.get_user_with_groups(conn, id).await?;
+            (user, Some(groups))
+        } else {
+            (dir.get::<UserKind>(conn, id).await?, None)
+        };
+        let full = user_json(&user, groups.as_deref(), base_url);
+        let body = sel.apply(Self::KIND, scim.catalogue(), full);
+        Ok((user, body))
     }
 
     async fn represent(
@@ -322,6 +351,28 @@ impl Resource for GroupKind {
             .edit_group(conn, id, expect, edit, &plan.members)
             .await
             .map_err(edit_error)
+    }
+
+    async fn read(
+        scim: &ScimService,
+        conn: &ConnectionId,
+        base_url: &str,
+        sel: &Selection,
+        id: &str,
+    ) -> Result<(GroupRecord, Value), ScimError> {
+        let group = scim.directory().get::<GroupKind>(conn, id).await?;
+        let body = Self::represent(
+            scim,
+            conn,
+            base_url,
+            sel,
+            std::slice::from_ref(&group),
+            false,
+        )
+        .await?
+        .pop()
+        .unwrap_or(Value::Null);
+        Ok((group, body))
     }
 
     async fn represent(

@@ -114,13 +114,31 @@ impl Pool {
                 let ms = settings.statement_timeout.as_millis().to_string();
                 // statement_timeout also bounds lock waits; the application name shows
                 // pimgate's sessions in pg_stat_activity.
-                let options = PgConnectOptions::from_str(url)?
+                let mut options = PgConnectOptions::from_str(url)?
                     .options([("statement_timeout", ms.as_str())])
                     .application_name("pimgate");
+                if loopback_without_sslmode(url, &options) {
+                    // TLS to a server on the same host protects nothing and costs every
+                    // round trip; an explicit `sslmode` in the URL is always obeyed.
+                    options = options.ssl_mode(sqlx::postgres::PgSslMode::Disable);
+                }
                 Pool::Postgres(
                     PgPoolOptions::new()
                         .max_connections(settings.max_connections)
                         .acquire_timeout(settings.acquire_timeout)
+                        // sqlx pings every connection when it returns to the pool; a ping
+                        // before each use as well would double the round trips of a busy
+                        // pool. Only a connection idle for a while (it may have been cut, by
+                        // a restart say) is checked before use.
+                        .test_before_acquire(false)
+                        .before_acquire(|conn, meta| {
+                            Box::pin(async move {
+                                if meta.idle_for < IDLE_CHECK_AFTER {
+                                    return Ok(true);
+                                }
+                                conn.ping().await.map(|()| true)
+                            })
+                        })
                         .connect_with(options)
                         .await?,
                 )
@@ -149,7 +167,11 @@ impl Pool {
                 bound_by_deadline(&mut tx).await?;
                 Tx::Sqlite(tx)
             }
-            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
+            // A cut connection fails at BEGIN, before anything is written: take another.
+            Pool::Postgres(p) => Tx::Postgres(match p.begin().await {
+                Err(e) if is_cut(&e) => p.begin().await?,
+                other => other?,
+            }),
         })
     }
 
@@ -171,6 +193,39 @@ impl Pool {
             Pool::Postgres(p) => migrator.run(p).await,
         }
     }
+}
+
+/// Whether an error says the connection itself is gone (cut by a database restart or the
+/// network), not that the statement failed: the same statement may then run on another.
+pub(crate) fn is_cut(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+            .is_some_and(|pg| {
+                matches!(pg.code(), "57P01" | "57P02") || pg.code().starts_with("08")
+            }),
+        _ => false,
+    }
+}
+
+/// A pooled PostgreSQL connection idle this long is pinged before it is used.
+const IDLE_CHECK_AFTER: Duration = Duration::from_secs(1);
+
+/// Whether `url` names a PostgreSQL server on this host (loopback or a Unix socket) and
+/// leaves `sslmode` to the default.
+fn loopback_without_sslmode(url: &str, options: &PgConnectOptions) -> bool {
+    if url.contains("sslmode=") {
+        return false;
+    }
+    let host = options.get_host();
+    host.starts_with('/')
+        || host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Makes the statements run on `conn` stop at the deadline of the current request (none

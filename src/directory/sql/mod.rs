@@ -228,15 +228,31 @@ impl SqlStore {
         Sql::new(self.backend)
     }
 
-    /// Runs a read on a connection of its own.
+    /// Runs a read on a connection of its own. A read that finds its connection cut (the
+    /// database restarted since the connection was last used) runs once more on another:
+    /// reads are always safe to repeat.
     async fn read_all(&self, sql: &Sql) -> Result<Vec<Row>> {
         let mut c = self.pool.acquire().await?;
-        Ok(sql.fetch_all(&mut c.conn()).await?)
+        match sql.fetch_all(&mut c.conn()).await {
+            Err(e) if exec::is_cut(&e) => {
+                drop(c);
+                let mut c = self.pool.acquire().await?;
+                Ok(sql.fetch_all(&mut c.conn()).await?)
+            }
+            other => Ok(other?),
+        }
     }
 
     async fn read_optional(&self, sql: &Sql) -> Result<Option<Row>> {
         let mut c = self.pool.acquire().await?;
-        Ok(sql.fetch_optional(&mut c.conn()).await?)
+        match sql.fetch_optional(&mut c.conn()).await {
+            Err(e) if exec::is_cut(&e) => {
+                drop(c);
+                let mut c = self.pool.acquire().await?;
+                Ok(sql.fetch_optional(&mut c.conn()).await?)
+            }
+            other => Ok(other?),
+        }
     }
 
     /// Runs one statement on a connection of its own; the rows it changed.
@@ -258,9 +274,18 @@ impl SqlStore {
         id: &str,
         lock: bool,
     ) -> Result<Option<T::Record>> {
+        let Some(sql) = self.find_sql::<T>(conn, id, lock) else {
+            return Ok(None);
+        };
+        let row = sql.fetch_optional(c).await?;
+        row.as_ref().map(T::decode).transpose()
+    }
+
+    /// The statement [`Self::find`] runs; `None` for an id no record can have.
+    fn find_sql<T: Table>(&self, conn: &ConnectionId, id: &str, lock: bool) -> Option<Sql> {
         if !crate::directory::limits::is_storable_key(id) {
             // No record has such an id; PostgreSQL would refuse the bind (U+0000).
-            return Ok(None);
+            return None;
         }
         let mut sql = self.sql();
         sql.push("SELECT ")
@@ -274,14 +299,19 @@ impl SqlStore {
         if lock {
             sql.push(self.backend.for_update());
         }
-        let row = sql.fetch_optional(c).await?;
-        row.as_ref().map(T::decode).transpose()
+        Some(sql)
     }
 
     /// A record by id, outside any transaction.
     async fn get<T: Table>(&self, conn: &ConnectionId, id: &str) -> Result<Option<T::Record>> {
-        let mut c = self.pool.acquire().await?;
-        self.find::<T>(&mut c.conn(), conn, id, false).await
+        let Some(sql) = self.find_sql::<T>(conn, id, false) else {
+            return Ok(None);
+        };
+        self.read_optional(&sql)
+            .await?
+            .as_ref()
+            .map(T::decode)
+            .transpose()
     }
 
     /// Locks the record a write targets and checks the version the caller expects.
@@ -386,6 +416,9 @@ fn head<K: Kind>(row: &Row) -> Result<Head<K>> {
         version: row.get(4)?,
     })
 }
+
+/// How many columns [`Table::columns`] of users has (the next one is free for extras).
+const USER_COLUMNS: usize = 5;
 
 impl Table for UserKind {
     const TABLE: &'static str = "users";

@@ -7,14 +7,14 @@ use async_trait::async_trait;
 use super::dialect::{Bind, Sql};
 use super::exec::Conn;
 use super::groups::detach_member_everywhere;
-use super::{CHUNK, SqlStore, uniqueness};
+use super::{CHUNK, SqlStore, Table, USER_COLUMNS, uniqueness};
 use crate::clock::Timestamp;
 use crate::connections::ConnectionId;
 use crate::directory::doc::UserDoc;
 use crate::directory::error::{DirectoryError, Result};
 use crate::directory::kind::UserKind;
 use crate::directory::model::{
-    Backend, Change, ListSpec, MembershipDelta, Page, Removed, UserRecord,
+    Backend, Change, GroupRef, ListSpec, MembershipDelta, Page, Removed, UserRecord,
 };
 use crate::directory::store::{Target, UserStore};
 
@@ -122,6 +122,52 @@ impl UserStore for SqlStore {
 
     async fn get_user(&self, conn: &ConnectionId, id: &str) -> Result<Option<UserRecord>> {
         self.get::<UserKind>(conn, id).await
+    }
+
+    async fn get_user_with_groups(
+        &self,
+        conn: &ConnectionId,
+        id: &str,
+    ) -> Result<Option<(UserRecord, Vec<GroupRef>)>> {
+        if !crate::directory::limits::is_storable_key(id) {
+            return Ok(None);
+        }
+        // The groups ride along as one JSON array column: one round trip for the read
+        // identity providers make most.
+        let groups = match self.backend {
+            Backend::Postgres => {
+                "(SELECT COALESCE(json_agg(json_build_array(g.id, g.display_name)), '[]')::text \
+                 FROM group_members m JOIN groups g ON g.id = m.group_id \
+                 WHERE m.connection = r.connection AND m.member_id = r.id)"
+            }
+            Backend::Sqlite => {
+                "(SELECT json_group_array(json_array(g.id, g.display_name)) \
+                 FROM group_members m JOIN groups g ON g.id = m.group_id \
+                 WHERE m.connection = r.connection AND m.member_id = r.id)"
+            }
+        };
+        let mut q = self.sql();
+        q.push("SELECT ")
+            .push(&UserKind::columns(self.backend))
+            .push(", ")
+            .push(groups)
+            .push(" FROM users r WHERE r.connection = ")
+            .bind_text(conn.as_str())
+            .push(" AND r.id = ")
+            .bind_text(id);
+        let Some(row) = self.read_optional(&q).await? else {
+            return Ok(None);
+        };
+        let user = UserKind::decode(&row)?;
+        let raw: String = row.get(USER_COLUMNS)?;
+        let pairs: Vec<(String, String)> = serde_json::from_str(&raw)
+            .map_err(|e| DirectoryError::corrupt(format!("groups of user {id}: {e}")))?;
+        let mut groups: Vec<GroupRef> = pairs
+            .into_iter()
+            .map(|(id, display)| GroupRef { id, display })
+            .collect();
+        groups.sort_by_cached_key(|g| (g.display.to_lowercase(), g.id.clone()));
+        Ok(Some((user, groups)))
     }
 
     async fn list_users(&self, conn: &ConnectionId, spec: &ListSpec) -> Result<Page<UserRecord>> {
