@@ -168,8 +168,9 @@ pub struct CatalogueError(String);
 impl Catalogue {
     /// Builds the catalogue from the RFC 7643 definitions embedded in `scim_v2`.
     pub fn load() -> Result<Self, CatalogueError> {
-        let published = get_schemas(vec!["user", "enterprise_user", "group"])
+        let mut published = get_schemas(vec!["user", "enterprise_user", "group"])
             .map_err(|e| CatalogueError(e.to_string()))?;
+        advertise_limits(&mut published);
         let find = |urn: &str| {
             published
                 .iter()
@@ -438,6 +439,57 @@ fn from_attributes(a: &Attributes) -> AttrDef {
             .as_option()
             .map(|subs| subs.iter().map(from_sub).collect())
             .unwrap_or_default(),
+    }
+}
+
+/// Says in each attribute's `description` what the store holds ([`super::limits`]): SCIM
+/// schemas have no field for lengths or counts, and clients show descriptions to admins.
+fn advertise_limits(schemas: &mut [Schema]) {
+    use super::limits::{MAX_INDEXED_CHARS, MAX_TEXT_CHARS, MAX_VALUES};
+    let note = |description: &mut Option<String>, text: String| {
+        let d = description.get_or_insert_with(String::new);
+        if !d.is_empty() && !d.ends_with(' ') {
+            d.push(' ');
+        }
+        d.push_str(&text);
+    };
+    let indexed = |name: &str| matches!(name, "userName" | "displayName");
+    for schema in schemas {
+        for a in &mut schema.attributes {
+            // `members` are rows of their own and `groups` is read-only: neither is a
+            // document value list.
+            if a.multi_valued && !matches!(a.name.as_str(), "members" | "groups") {
+                note(
+                    &mut a.description,
+                    format!("pimgate keeps at most {MAX_VALUES} values."),
+                );
+            }
+            if a.r#type == "string" {
+                let text = if indexed(&a.name) {
+                    format!("At most {MAX_INDEXED_CHARS} characters, no control characters.")
+                } else {
+                    format!("At most {MAX_TEXT_CHARS} characters.")
+                };
+                note(&mut a.description, text);
+            }
+            let subs = match &mut a.sub_attributes {
+                scim_v2::Asserted::Set(subs) if a.name != "groups" => subs.as_mut_slice(),
+                _ => &mut [],
+            };
+            for sub in subs {
+                if sub.r#type == "string" {
+                    let max = if matches!(
+                        (a.name.as_str(), sub.name.as_str()),
+                        ("emails" | "members", "value")
+                    ) {
+                        MAX_INDEXED_CHARS
+                    } else {
+                        MAX_TEXT_CHARS
+                    };
+                    note(&mut sub.description, format!("At most {max} characters."));
+                }
+            }
+        }
     }
 }
 

@@ -359,3 +359,23 @@ impl Sql {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loopback(url: &str) -> bool {
+        loopback_without_sslmode(url, &PgConnectOptions::from_str(url).unwrap())
+    }
+
+    #[test]
+    fn tls_is_left_out_only_on_this_host_without_an_explicit_sslmode() {
+        assert!(loopback("postgres://u@127.0.0.1:5432/db"));
+        assert!(loopback("postgres://u@localhost/db"));
+        assert!(loopback("postgres://u@[::1]:5432/db"));
+        assert!(loopback("postgres://u@%2Fvar%2Frun%2Fpostgresql/db"));
+        assert!(!loopback("postgres://u@127.0.0.1/db?sslmode=require"));
+        assert!(!loopback("postgres://u@db.example.com/db"));
+        assert!(!loopback("postgres://u@10.0.0.5/db"));
+    }
+}
