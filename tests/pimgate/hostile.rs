@@ -530,42 +530,36 @@ both!(delete_add_race_leaves_no_ghost_members, |app| {
 
 // ------------------------------------------------------------------ config and headers
 
-#[tokio::test]
-async fn shared_token_refused() {
+/// `pimgate check-config` on a config file with this text.
+fn check_config(text: &str) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("pimgate.toml");
-    std::fs::write(
-        &config,
-        "[connections.entra]\nscim_token = \"same-token-0123456789abcdef\"\n\
-         [connections.okta]\nscim_token = \"same-token-0123456789abcdef\"\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pimgate"))
+    std::fs::write(&config, text).unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_pimgate"))
         .arg("--config")
         .arg(&config)
         .arg("check-config")
         .env("PIMGATE_DATABASE_URL", "sqlite://unused.db")
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn shared_token_refused() {
+    let out = check_config(
+        "[connections.entra]\nscim_token = \"same-token-0123456789abcdef\"\n\
+         [connections.okta]\nscim_token = \"same-token-0123456789abcdef\"\n",
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("connections.okta") && err.contains("entra") && !err.contains("same-token"),
         "names the key and the other connection, never the token: {err}"
     );
-    std::fs::write(
-        &config,
+    let out = check_config(
         "[connections.entra]\nscim_token = \"same-token-0123456789abcdef\"\n\
          [access_api]\ntokens = [\"same-token-0123456789abcdef\"]\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pimgate"))
-        .arg("--config")
-        .arg(&config)
-        .arg("check-config")
-        .env("PIMGATE_DATABASE_URL", "sqlite://unused.db")
-        .output()
-        .unwrap();
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("access_api.tokens"));
 }
