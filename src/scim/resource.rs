@@ -14,7 +14,8 @@
 //! - values are typed as RFC 7643 §2.3 and the catalogue say, accepting the forms real
 //!   clients send: booleans as strings (`"False"`), a multi-valued attribute given one value,
 //!   the enterprise `manager` as a bare id or a one-element array;
-//! - `null` and `[]` mean "unassigned" (RFC 7643 §2.5) and remove the attribute;
+//! - `null` (and `[]` for a multi-valued attribute) means "unassigned" (RFC 7643 §2.5) and
+//!   removes the attribute;
 //! - at most one `primary: true` per multi-valued attribute (RFC 7643 §2.4): the last wins;
 //! - the result is checked against `scim_v2`'s typed models (RFC 7643 §4.1, §4.2, §4.3).
 //!
