@@ -145,8 +145,11 @@ fn main() -> ExitCode {
 fn init_tracing(v: &Validated) {
     let filter =
         EnvFilter::try_new(&v.settings.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a person at a terminal; a log file or collector gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match v.settings.log.format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
