@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 use scim_v2::filter::{AttrExp, AttrPath, CompValue, CompareOp, Filter};
 
 use super::cache::{ClaimsCache, ClaimsKey, Lookup};
-use super::claims::{Claims, StoredClaims};
+use super::claims::StoredClaims;
 use super::model::AccessModel;
 use super::resolve::resolve;
 use super::{IdpGroup, UserFacts};
@@ -58,11 +58,6 @@ impl ClaimsRead {
     /// The API's JSON body.
     pub fn to_json(&self) -> String {
         self.stored.to_json(self.explain)
-    }
-
-    /// The claims (with provenance when asked for).
-    pub fn claims(&self) -> Result<Claims, serde_json::Error> {
-        self.stored.claims(self.explain)
     }
 }
 

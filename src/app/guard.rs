@@ -85,11 +85,11 @@ impl Guard {
 /// A refusal with a body for the path it answers: an RFC 7644 error under `/scim/`, a small
 /// JSON error elsewhere; a 503 says when to retry.
 pub(super) fn refusal(path: &str, status: StatusCode, code: &str, detail: String) -> Response {
-    let mut resp = if path.starts_with("/scim/") {
-        ScimError::new(status, detail).into_response()
-    } else {
-        (status, Json(json!({"error": code, "detail": detail}))).into_response()
-    };
+    if path.starts_with("/scim/") {
+        // A SCIM error sets its own `Retry-After` on a 503.
+        return ScimError::new(status, detail).into_response();
+    }
+    let mut resp = (status, Json(json!({"error": code, "detail": detail}))).into_response();
     if status == StatusCode::SERVICE_UNAVAILABLE {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
