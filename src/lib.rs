@@ -9,6 +9,9 @@
 //!   over the directory. [`access`]: PIM roles and user groups, the IdP-group mapper
 //!   (pure), resolved claims, their cache and the claims read API. [`ops`]: health and
 //!   readiness. [`metrics`]: `/metrics`.
+//! - [`oauth`]: pimgate as the PIM's OpenID provider (discovery, authorize, token, userinfo,
+//!   JWKS, signing keys, the tokens); [`sso`]: pimgate as the relying party of each
+//!   connection's IdP. [`ephemeral`]: the single-use records of sign-ins (Redis or memory).
 //! - [`config`]: layered configuration (file, then `PIMGATE_*` environment), validated once.
 //! - [`directory`]: the users, groups and memberships IdPs push, per connection, in the
 //!   directory's own terms: the attribute catalogue, the [`Directory`](directory::Directory)
@@ -28,11 +31,14 @@ pub mod config;
 pub mod connections;
 pub mod deadline;
 pub mod directory;
+pub mod ephemeral;
 pub mod host;
 pub mod metrics;
+pub mod oauth;
 pub mod ops;
 pub mod redis;
 pub mod scim;
+pub mod sso;
 pub mod token;
 
 pub use app::{App, AppState, Reloaded, RunError, Running, run, start};

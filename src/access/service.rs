@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 use scim_v2::filter::{AttrExp, AttrPath, CompValue, CompareOp, Filter};
 
 use super::cache::{ClaimsCache, ClaimsKey, Lookup};
-use super::claims::StoredClaims;
+use super::claims::{Claims, StoredClaims};
 use super::model::AccessModel;
 use super::resolve::resolve;
 use super::{IdpGroup, UserFacts};
@@ -231,6 +231,32 @@ impl AccessService {
             explain,
             cache: CacheOutcome::Miss,
         }))
+    }
+
+    /// The claims of a user signing in, with the groups of their login token (`None`: the
+    /// token carried none the connection reads; then they are the cached claims). None: no
+    /// such user.
+    pub async fn claims_at_login(
+        &self,
+        conn: &ConnectionId,
+        user_id: &str,
+        token_groups: Option<Vec<String>>,
+    ) -> Result<Option<Claims>, DirectoryError> {
+        let model = self.model();
+        let reads_token = model
+            .connection(conn)
+            .is_some_and(|c| c.token_groups != super::model::TokenGroups::Ignore);
+        if token_groups.is_none() || !reads_token {
+            let read = self.claims(conn, user_id, false).await?;
+            return Ok(read.and_then(|r| r.stored.claims(false).ok()));
+        }
+        let Some(mut facts) = self.facts(conn, user_id).await? else {
+            return Ok(None);
+        };
+        facts.token_groups = token_groups;
+        let mut claims = resolve(&model, &facts);
+        claims.provenance = None;
+        Ok(Some(claims))
     }
 
     /// The users a change affects.

@@ -53,6 +53,8 @@ pub enum RunError {
     Redis(#[from] RedisConfigError),
     #[error("serving failed: {0}")]
     Serve(#[from] std::io::Error),
+    #[error(transparent)]
+    Keys(#[from] crate::oauth::keys::KeyError),
     #[error("the server stopped unexpectedly: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -89,6 +91,7 @@ async fn open(config: &Validated, catalogue: Arc<Catalogue>) -> Result<SqlStore,
 /// Everything pimgate runs, built and not yet serving.
 pub struct App {
     state: AppState,
+    sso_enabled: bool,
     store: SqlStore,
     guard: Guard,
     connections: ConnectionLimits,
@@ -119,6 +122,7 @@ impl App {
             None => None,
         };
         let registry = Arc::new(config.connections.clone());
+        let flow = crate::ephemeral::ephemeral(redis.clone(), clock.clone());
         let access = AccessService::new(
             &stores,
             claims_cache(redis),
@@ -133,10 +137,11 @@ impl App {
         );
         // Claims are invalidated by every committed change before it is acknowledged.
         let events = EventBus::new(1024).with_listener(Arc::new(access.clone()));
-        let directory = Directory::new(&stores, clock, events);
+        let directory = Directory::new(&stores, clock.clone(), events);
+        let oidc = build_oidc(&config, &stores, &access, &directory, flow, clock.clone())?;
         let s = &config.settings;
         let scim = ScimService::new(
-            directory,
+            directory.clone(),
             catalogue,
             registry,
             stores.credentials.clone(),
@@ -155,6 +160,7 @@ impl App {
             access_api: AccessApiKeys::new(config.access_api_tokens.clone()),
             readiness: Readiness::new(stores.health.clone()),
             metrics: Metrics::new(),
+            oidc,
         };
         let request_timeout = Duration::from_secs(s.server.request_timeout_seconds);
         // Three quarters of the database pool per tenant: one cannot take it all.
@@ -178,6 +184,7 @@ impl App {
             drain_timeout: request_timeout,
         };
         Ok(App {
+            sso_enabled: config.sso.enabled(),
             state,
             store,
             guard,
@@ -200,6 +207,11 @@ impl App {
         let mut tasks = vec![tokio::spawn(audit_log(
             self.state.scim.directory().events().subscribe(),
         ))];
+        if self.sso_enabled {
+            tasks.push(tokio::spawn(maintain_keys(
+                self.state.oidc.keys().clone(),
+            )));
+        }
         if let Some(source) = &self.source {
             tasks.push(tokio::spawn(reload::on_sighup(
                 self.state.access.clone(),
@@ -215,6 +227,65 @@ impl App {
             server,
             tasks,
         }
+    }
+}
+
+/// The OpenID provider and its signing keys. Without single sign-on configured nothing is
+/// read or made (no key-encryption key file appears); the endpoints then answer 404.
+fn build_oidc(
+    config: &Validated,
+    stores: &Stores,
+    access: &AccessService,
+    directory: &Directory,
+    flow: Arc<dyn crate::ephemeral::Ephemeral>,
+    clock: Arc<dyn Clock>,
+) -> Result<crate::oauth::OidcProvider, RunError> {
+    use crate::oauth::keys::{Kek, KeyPolicy, SigningKeys};
+    let sso = &config.sso;
+    let p = &sso.provider;
+    let kek = if sso.enabled() {
+        let (kek, path, generated) = Kek::load(p.key_encryption_key_file.as_deref())?;
+        if generated && stores.health.backend() == crate::directory::Backend::Postgres {
+            tracing::warn!(path = %path.display(), "signing keys are encrypted with a key generated under ./data; every replica must share that file: set oidc.key_encryption_key_file (PIMGATE_KEY_ENCRYPTION_KEY_FILE) to a mounted secret");
+        }
+        kek
+    } else {
+        let mut bytes = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+        Kek::from_bytes(&bytes)?
+    };
+    let keys = SigningKeys::new(
+        stores.keys.clone(),
+        kek,
+        clock.clone(),
+        KeyPolicy {
+            alg: p.signing_alg,
+            rotation: p.key_rotation,
+            publish_lead: p.key_publish_lead,
+            max_token_ttl: p.access_token_ttl.max(p.id_token_ttl),
+        },
+    );
+    Ok(crate::oauth::OidcProvider::new(crate::oauth::service::ProviderParts {
+        issuer: sso.enabled().then(|| sso.issuer.clone()).flatten(),
+        provider: p.clone(),
+        sso: crate::sso::SsoService::new(&sso.upstream, clock.clone()),
+        access: access.clone(),
+        directory: directory.clone(),
+        grants: stores.grants.clone(),
+        keys,
+        flow,
+        clock,
+    }))
+}
+
+/// Makes the first signing key, rotates on schedule and removes expired keys: at start and
+/// every minute. A failure is logged and tried again at the next round.
+async fn maintain_keys(keys: crate::oauth::keys::SigningKeys) {
+    loop {
+        if let Err(e) = keys.maintain().await {
+            tracing::error!(error = %e, "signing-key maintenance failed; retrying in a minute");
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
     }
 }
 

@@ -23,6 +23,7 @@ pub fn router(state: AppState, g: Guard) -> Router {
         .merge(crate::scim::router())
         .merge(crate::access::routes::router())
         .merge(crate::metrics::router())
+        .merge(crate::oauth::routes::router())
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

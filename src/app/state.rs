@@ -9,6 +9,7 @@ use axum::extract::FromRef;
 use crate::access::AccessService;
 use crate::access::routes::AccessApiKeys;
 use crate::metrics::Metrics;
+use crate::oauth::OidcProvider;
 use crate::ops::Readiness;
 use crate::scim::ScimService;
 
@@ -25,4 +26,6 @@ pub struct AppState {
     pub readiness: Readiness,
     /// The registry `/metrics` reports.
     pub metrics: Metrics,
+    /// Single sign-on: the OpenID provider for the PIM, over each connection's IdP.
+    pub oidc: OidcProvider,
 }

@@ -79,6 +79,10 @@ impl EnvLayer {
             ("PIMGATE_LOG", &["log", "level"]),
             ("PIMGATE_ACCESS_TOKEN_FILE", &["access_api", "token_file"]),
             (
+                "PIMGATE_KEY_ENCRYPTION_KEY_FILE",
+                &["oidc", "key_encryption_key_file"],
+            ),
+            (
                 "PIMGATE_SCIM_TOKEN",
                 &["connections", DEFAULT_CONNECTION, "scim_token"],
             ),
@@ -456,14 +460,23 @@ pub fn validate(s: Settings) -> Result<Validated, ConfigError> {
             "an access API token must differ from every SCIM token",
         ));
     }
+    let public_url = s
+        .server
+        .public_url
+        .as_ref()
+        .map(|u| u.trim_end_matches('/').to_owned());
+    let sso = crate::oauth::settings::validate(
+        public_url.as_deref(),
+        s.connections
+            .iter()
+            .filter_map(|(name, c)| Some((name.as_str(), c.sso.as_ref()?))),
+        &s.oidc,
+    )?;
     Ok(Validated {
+        sso,
         allowed_hosts: allowed_hosts(&s, listen),
         listen,
-        public_url: s
-            .server
-            .public_url
-            .as_ref()
-            .map(|u| u.trim_end_matches('/').to_owned()),
+        public_url,
         database_url,
         settings: s,
         connections: registry,

@@ -22,6 +22,7 @@ use serde::{Deserialize, Deserializer};
 pub use self::load::{EnvSource, ProcessEnv, config_path, load, parse, validate};
 use crate::access::model::{AccessConfig, AccessModel};
 use crate::connections::Registry;
+pub use crate::oauth::settings::{OidcClientSettings, OidcSettings, SsoSettings};
 
 /// The default config file, relative to the working directory.
 pub const DEFAULT_CONFIG: &str = "config/pimgate.toml";
@@ -46,6 +47,8 @@ pub struct Settings {
     /// The access model: permissions, roles, user groups and per-connection mapping rules
     /// (validated into [`Validated::access`]).
     pub access: AccessConfig,
+    /// pimgate as an OpenID provider towards the PIM: token lifetimes, signing, clients.
+    pub oidc: OidcSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -248,6 +251,8 @@ pub struct ConnectionSettings {
     pub scim_token: Option<SecretString>,
     /// Read the bearer token from this file (a mounted Kubernetes secret).
     pub scim_token_file: Option<PathBuf>,
+    /// Single sign-on through this connection's IdP (pimgate is its relying party).
+    pub sso: Option<SsoSettings>,
 }
 
 impl std::fmt::Debug for ConnectionSettings {
@@ -259,6 +264,7 @@ impl std::fmt::Debug for ConnectionSettings {
                 &self.scim_token.as_ref().map(|_| "[redacted]"),
             )
             .field("scim_token_file", &self.scim_token_file)
+            .field("sso", &self.sso)
             .finish()
     }
 }
@@ -276,6 +282,15 @@ pub enum ConfigError {
     Parse { path: String, message: String },
     #[error("{key}: {message}")]
     Invalid { key: String, message: String },
+}
+
+impl From<crate::oauth::settings::SettingsError> for ConfigError {
+    fn from(e: crate::oauth::settings::SettingsError) -> Self {
+        ConfigError::Invalid {
+            key: e.key,
+            message: e.message,
+        }
+    }
 }
 
 impl From<crate::access::model::ModelError> for ConfigError {
@@ -313,4 +328,6 @@ pub struct Validated {
     /// The `Host` values accepted when `public_url` is unset (lowercase; without a port they
     /// match any port).
     pub allowed_hosts: Vec<String>,
+    /// Single sign-on: the upstream IdPs and the downstream clients (empty without them).
+    pub sso: crate::oauth::settings::SsoConfig,
 }

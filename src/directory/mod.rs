@@ -14,7 +14,9 @@
 //! - [`schema`]: the attribute catalogue (RFC 7643 User, enterprise User, Group).
 //! - [`kind`]: users and groups as values and as types; [`doc`]: canonical resource
 //!   documents; [`model`]: records and values.
-//! - [`store`]: the persistence seam, split by role; [`sql`]: SQLite and PostgreSQL.
+//! - [`store`]: the persistence seam, split by role; [`sql`]: SQLite and PostgreSQL. The same
+//!   store also keeps what single sign-on must share between replicas: the signing keys and
+//!   the OAuth grants ([`KeyStore`], [`GrantStore`]).
 //! - [`service`]: [`Directory`], every change with its event; [`events`]: the bus.
 //! - [`error`]: [`DirectoryError`], typed domain failures.
 
@@ -36,5 +38,8 @@ pub use model::{
     Backend, Change, GroupChange, GroupRecord, GroupRef, IdpGroup, ListSpec, MemberOp, MemberRef,
     MembershipDelta, Page, Removed, TokenRow, UserRecord,
 };
+pub use model::{GrantRow, SigningKeyRow};
 pub use service::{Directory, EditError, Records};
-pub use store::{CredentialStore, GroupStore, StoreHealth, Stores, Target, UserStore};
+pub use store::{
+    CredentialStore, GrantStore, GroupStore, KeyStore, StoreHealth, Stores, Target, UserStore,
+};

@@ -164,3 +164,56 @@ pub enum Backend {
     Sqlite,
     Postgres,
 }
+
+/// A key pimgate signs its tokens with, as stored: the public half as a JWK, the private
+/// half encrypted at rest (see `oauth::keys`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKeyRow {
+    pub kid: String,
+    /// Keys are ordered by generation; the newest one whose `signs_from` has come signs.
+    pub generation: i64,
+    /// `ES256` or `EdDSA`.
+    pub alg: String,
+    /// The public JWK (JSON text).
+    pub public_jwk: String,
+    /// The encrypted private key (base64url of nonce and AES-256-GCM ciphertext).
+    pub private_key: String,
+    /// Published in the JWKS from this instant.
+    pub created: Timestamp,
+    /// Signs from this instant (until the next generation starts).
+    pub signs_from: Timestamp,
+}
+
+impl std::fmt::Debug for SigningKeyRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyRow")
+            .field("kid", &self.kid)
+            .field("generation", &self.generation)
+            .field("alg", &self.alg)
+            .field("created", &self.created)
+            .field("signs_from", &self.signs_from)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One completed sign-in of a person to a client (an OAuth grant): what every token issued
+/// for it names in `sid`, and what a refresh token (kept as its SHA-256) extends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRow {
+    pub id: String,
+    pub client_id: String,
+    pub connection: ConnectionId,
+    pub user_id: String,
+    /// The granted scope, space-separated.
+    pub scope: String,
+    /// The groups the login token carried, when the connection reads them.
+    pub token_groups: Option<Vec<String>>,
+    pub auth_time: Timestamp,
+    pub created: Timestamp,
+    /// Refresh tokens of the grant stop working at this instant.
+    pub expires: Timestamp,
+    /// Hex SHA-256 of the refresh token, when one was issued.
+    pub refresh_hash: Option<String>,
+    /// Set when the grant was revoked (a replayed authorization code, an operator).
+    pub revoked: Option<Timestamp>,
+}

@@ -20,6 +20,7 @@ use super::model::{
     Backend, Change, GroupChange, GroupRecord, GroupRef, IdpGroup, ListSpec, MemberOp, MemberRef,
     MembershipDelta, Page, Removed, TokenRow, UserRecord,
 };
+use super::model::{GrantRow, SigningKeyRow};
 use crate::clock::Timestamp;
 use crate::connections::ConnectionId;
 
@@ -138,6 +139,32 @@ pub trait CredentialStore: std::fmt::Debug + Send + Sync + 'static {
     async fn revoke_token(&self, conn: &ConnectionId, id: &str) -> Result<bool>;
 }
 
+/// The keys pimgate signs tokens with, shared by every replica.
+#[async_trait]
+pub trait KeyStore: std::fmt::Debug + Send + Sync + 'static {
+    /// Every stored key, oldest generation first.
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>>;
+    /// Adds a key; `false` when its generation is taken (another replica rotated first).
+    async fn insert_signing_key(&self, key: &SigningKeyRow) -> Result<bool>;
+    /// Moves when a not-yet-signing key starts signing (rotation on demand).
+    async fn set_signs_from(&self, kid: &str, signs_from: Timestamp) -> Result<bool>;
+    /// Deletes the keys of these ids (keys whose last token has expired).
+    async fn delete_signing_keys(&self, kids: &[String]) -> Result<u64>;
+}
+
+/// OAuth grants: one per completed sign-in.
+#[async_trait]
+pub trait GrantStore: std::fmt::Debug + Send + Sync + 'static {
+    async fn insert_grant(&self, grant: &GrantRow) -> Result<()>;
+    async fn grant(&self, id: &str) -> Result<Option<GrantRow>>;
+    /// The grant a refresh token (by hex SHA-256) belongs to.
+    async fn grant_by_refresh(&self, refresh_hash: &str) -> Result<Option<GrantRow>>;
+    /// Marks a grant revoked; `false` when there is no such grant or it was revoked before.
+    async fn revoke_grant(&self, id: &str, at: Timestamp) -> Result<bool>;
+    /// Deletes grants that expired before `before`; how many.
+    async fn purge_grants(&self, before: Timestamp) -> Result<u64>;
+}
+
 /// The store itself: which database, and whether it answers.
 #[async_trait]
 pub trait StoreHealth: std::fmt::Debug + Send + Sync + 'static {
@@ -152,6 +179,8 @@ pub struct Stores {
     pub users: std::sync::Arc<dyn UserStore>,
     pub groups: std::sync::Arc<dyn GroupStore>,
     pub credentials: std::sync::Arc<dyn CredentialStore>,
+    pub keys: std::sync::Arc<dyn KeyStore>,
+    pub grants: std::sync::Arc<dyn GrantStore>,
     pub health: std::sync::Arc<dyn StoreHealth>,
 }
 
@@ -159,12 +188,14 @@ impl Stores {
     /// Every role from one store.
     pub fn of<S>(store: std::sync::Arc<S>) -> Self
     where
-        S: UserStore + GroupStore + CredentialStore + StoreHealth,
+        S: UserStore + GroupStore + CredentialStore + KeyStore + GrantStore + StoreHealth,
     {
         Self {
             users: store.clone(),
             groups: store.clone(),
             credentials: store.clone(),
+            keys: store.clone(),
+            grants: store.clone(),
             health: store,
         }
     }

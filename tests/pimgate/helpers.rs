@@ -486,13 +486,24 @@ impl TestApp {
 
     /// Starts validated settings on `db` with `clock`.
     pub async fn start(db: TestDb, v: config::Validated, clock: Arc<dyn Clock>) -> TestApp {
+        let listener = tokio::net::TcpListener::bind(v.listen).await.unwrap();
+        Self::start_on_listener(db, v, clock, listener).await
+    }
+
+    /// Starts on a listener bound beforehand (its address is in the settings, such as
+    /// `server.public_url`).
+    pub async fn start_on_listener(
+        db: TestDb,
+        v: config::Validated,
+        clock: Arc<dyn Clock>,
+        listener: tokio::net::TcpListener,
+    ) -> TestApp {
         let redis_prefix = v
             .settings
             .redis
             .url
             .as_ref()
             .map(|_| v.settings.redis.key_prefix.clone());
-        let listener = tokio::net::TcpListener::bind(v.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = App::build(v, clock).await.unwrap();

@@ -18,4 +18,5 @@ mod hostile;
 mod idp;
 mod ops;
 mod scim_api;
+mod sso;
 mod store_story;

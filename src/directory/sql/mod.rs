@@ -23,7 +23,9 @@ mod credentials;
 mod dialect;
 mod exec;
 mod filter;
+mod grants;
 mod groups;
+mod keys;
 mod users;
 
 use std::collections::BTreeSet;

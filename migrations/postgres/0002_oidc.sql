@@ -1,0 +1,32 @@
+-- Single sign-on: the keys pimgate signs tokens with, and the grants behind them (PostgreSQL).
+
+-- Signing keys. A key is published in the JWKS from `created`, signs from `signs_from`
+-- until the next generation starts signing, and is deleted once the last token it signed
+-- has expired. The private key is AES-256-GCM encrypted with the key-encryption key.
+CREATE TABLE signing_keys (
+    kid         TEXT PRIMARY KEY,
+    generation  BIGINT NOT NULL UNIQUE,
+    alg         TEXT NOT NULL,
+    public_jwk  TEXT NOT NULL,
+    private_key TEXT NOT NULL,
+    created     TEXT NOT NULL,
+    signs_from  TEXT NOT NULL
+);
+
+-- One grant per completed sign-in: who signed in to which client, with which scope and
+-- login-token groups. Tokens name their grant (`sid`); a refresh token is kept hashed.
+CREATE TABLE oauth_grants (
+    id           TEXT PRIMARY KEY,
+    client_id    TEXT NOT NULL,
+    connection   TEXT NOT NULL,
+    user_id      TEXT NOT NULL,
+    scope        TEXT NOT NULL,
+    token_groups TEXT,
+    auth_time    TEXT NOT NULL,
+    created      TEXT NOT NULL,
+    expires      TEXT NOT NULL,
+    refresh_hash TEXT UNIQUE,
+    revoked      TEXT
+);
+CREATE INDEX oauth_grants_user ON oauth_grants (connection, user_id);
+CREATE INDEX oauth_grants_expires ON oauth_grants (expires);

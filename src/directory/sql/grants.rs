@@ -1,0 +1,109 @@
+//! The grant role: one row per completed sign-in, its refresh token kept as a hash.
+
+use async_trait::async_trait;
+
+use super::dialect::Bind;
+use super::exec::Row;
+use super::{SqlStore, timestamp};
+use crate::clock::Timestamp;
+use crate::connections::ConnectionId;
+use crate::directory::error::{DirectoryError, Result};
+use crate::directory::model::GrantRow;
+use crate::directory::store::GrantStore;
+
+const COLUMNS: &str = "SELECT id, client_id, connection, user_id, scope, token_groups, \
+                       auth_time, created, expires, refresh_hash, revoked FROM oauth_grants";
+
+fn grant_from_row(row: &Row) -> Result<GrantRow> {
+    let conn: String = row.get(2)?;
+    let groups: Option<String> = row.get(5)?;
+    let token_groups = groups
+        .map(|g| serde_json::from_str::<Vec<String>>(&g))
+        .transpose()
+        .map_err(|_| DirectoryError::corrupt("grant token groups"))?;
+    let revoked: Option<String> = row.get(10)?;
+    Ok(GrantRow {
+        id: row.get(0)?,
+        client_id: row.get(1)?,
+        connection: ConnectionId::parse(&conn)
+            .map_err(|e| DirectoryError::corrupt(e.to_string()))?,
+        user_id: row.get(3)?,
+        scope: row.get(4)?,
+        token_groups,
+        auth_time: timestamp(row, 6)?,
+        created: timestamp(row, 7)?,
+        expires: timestamp(row, 8)?,
+        refresh_hash: row.get(9)?,
+        revoked: revoked
+            .map(|r| Timestamp::parse_rfc3339(&r).ok_or(DirectoryError::corrupt("grant revoked")))
+            .transpose()?,
+    })
+}
+
+#[async_trait]
+impl GrantStore for SqlStore {
+    async fn insert_grant(&self, g: &GrantRow) -> Result<()> {
+        let groups = g
+            .token_groups
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|_| DirectoryError::corrupt("grant token groups"))?;
+        let mut ins = self.sql();
+        ins.push(
+            "INSERT INTO oauth_grants (id, client_id, connection, user_id, scope, token_groups, \
+             auth_time, created, expires, refresh_hash, revoked) VALUES ",
+        )
+        .row([
+            Bind::text(g.id.as_str()),
+            Bind::text(g.client_id.as_str()),
+            Bind::text(g.connection.as_str()),
+            Bind::text(g.user_id.as_str()),
+            Bind::text(g.scope.as_str()),
+            Bind::opt(groups.as_deref()),
+            Bind::text(g.auth_time.to_rfc3339()),
+            Bind::text(g.created.to_rfc3339()),
+            Bind::text(g.expires.to_rfc3339()),
+            Bind::opt(g.refresh_hash.as_deref()),
+            Bind::opt(g.revoked.map(Timestamp::to_rfc3339).as_deref()),
+        ]);
+        self.write_one(&ins).await?;
+        Ok(())
+    }
+
+    async fn grant(&self, id: &str) -> Result<Option<GrantRow>> {
+        if !crate::directory::limits::is_storable_key(id) {
+            return Ok(None);
+        }
+        let mut q = self.sql();
+        q.push(COLUMNS).push(" WHERE id = ").bind_text(id);
+        let row = self.read_optional(&q).await?;
+        row.as_ref().map(grant_from_row).transpose()
+    }
+
+    async fn grant_by_refresh(&self, refresh_hash: &str) -> Result<Option<GrantRow>> {
+        let mut q = self.sql();
+        q.push(COLUMNS)
+            .push(" WHERE refresh_hash = ")
+            .bind_text(refresh_hash);
+        let row = self.read_optional(&q).await?;
+        row.as_ref().map(grant_from_row).transpose()
+    }
+
+    async fn revoke_grant(&self, id: &str, at: Timestamp) -> Result<bool> {
+        let mut up = self.sql();
+        up.push("UPDATE oauth_grants SET revoked = ")
+            .bind_text(at.to_rfc3339())
+            .push(" WHERE id = ")
+            .bind_text(id)
+            .push(" AND revoked IS NULL");
+        Ok(self.write_one(&up).await? > 0)
+    }
+
+    async fn purge_grants(&self, before: Timestamp) -> Result<u64> {
+        let mut del = self.sql();
+        del.push("DELETE FROM oauth_grants WHERE expires < ")
+            .bind_text(before.to_rfc3339());
+        Ok(self.write_one(&del).await?)
+    }
+}

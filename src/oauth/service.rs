@@ -1,0 +1,1018 @@
+//! The OpenID provider's service: every step of a sign-in, from the PIM's authorization
+//! request through the company IdP and back, to the tokens. Handlers ([`super::routes`])
+//! only extract, call one function here and map the result.
+//!
+//! A sign-in, step by step:
+//! 1. [`OidcProvider::authorize`] checks the client and its exact `redirect_uri` (a bad one is
+//!    never redirected to), the request (`response_type=code`, `openid` scope, PKCE S256,
+//!    required for public clients), chooses the connection, and sends the browser to its
+//!    IdP. The login waits in the [`Ephemeral`] store under its `state`, bound to the
+//!    browser by a cookie whose hash it keeps.
+//! 2. [`OidcProvider::callback`] takes the login (once), checks the cookie and the IdP's
+//!    answer, validates the ID token ([`crate::sso::upstream`]), matches the person to the
+//!    connection's SCIM user (`subject_claim` = `match_attribute`), refuses a deactivated or
+//!    unprovisioned person (or creates one just in time), and sends the browser back to the
+//!    client with a single-use code (60 s).
+//! 3. [`OidcProvider::token`] redeems the code (once: a replay revokes the grant it made) or
+//!    a refresh token, resolving the user's claims again, and signs the tokens.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use super::error::{OAuthError, TokenFailure};
+use super::keys::SigningKeys;
+use super::pages::FailurePage;
+use super::settings::{Client, MatchAttribute, Provider, Unprovisioned};
+use super::tokens::{
+    ACCESS_TOKEN_TYP, AccessClaims, AccessTokenClaims, IdTokenClaims, TokenRejected, seconds, sign,
+    verify_access_token,
+};
+use crate::access::AccessService;
+use crate::access::claims::Claims;
+use crate::access::model::TokenGroups;
+use crate::access::service::UserLookup;
+use crate::clock::{Clock, Timestamp};
+use crate::connections::ConnectionId;
+use crate::directory::{Directory, GrantRow, GrantStore, UserDoc};
+use crate::ephemeral::Ephemeral;
+use crate::sso::SsoService;
+use crate::sso::upstream::UpstreamPending;
+
+/// How long a person has to sign in at the IdP.
+const LOGIN_TTL: Duration = Duration::from_secs(10 * 60);
+/// How long an authorization code lives.
+const CODE_TTL: Duration = Duration::from_secs(60);
+/// Longest `state`, `nonce` and `login_hint` accepted from a client.
+const MAX_PARAM: usize = 512;
+/// Most group values read from one login token.
+const MAX_TOKEN_GROUPS: usize = 1000;
+
+/// The prefix of the cookie that binds a login to its browser.
+pub const LOGIN_COOKIE: &str = "pimgate_login_";
+
+fn random() -> String {
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    B64.encode(bytes)
+}
+
+fn sha256_hex(raw: &str) -> String {
+    hex::encode(Sha256::digest(raw.as_bytes()))
+}
+
+/// A new correlation id for a failure page and its log line.
+pub fn correlation_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// What a client asked for at `/authorize`, once checked.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuthRequest {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub scope: String,
+    pub prompt: Option<String>,
+    pub login_hint: Option<String>,
+}
+
+/// A login waiting for the IdP.
+#[derive(Debug, Serialize, Deserialize)]
+struct PendingLogin {
+    connection: String,
+    upstream: UpstreamPending,
+    /// SHA-256 of the browser's login cookie.
+    browser: String,
+    request: AuthRequest,
+}
+
+/// An authorization code waiting to be redeemed.
+#[derive(Debug, Serialize, Deserialize)]
+struct IssuedCode {
+    request: AuthRequest,
+    connection: String,
+    user_id: String,
+    token_groups: Option<Vec<String>>,
+    auth_time: i64,
+    /// The grant its redemption makes (named in advance, so a replay can revoke it).
+    grant_id: String,
+}
+
+/// Where `/authorize` sends the browser.
+#[derive(Debug)]
+pub enum AuthorizeOutcome {
+    /// To the IdP, with the login cookie to set.
+    ToIdp { location: String, cookie: String },
+    /// Let the person choose a connection: (label, link) pairs.
+    Choose(Vec<(String, String)>),
+    /// Back to the client with an RFC 6749 §4.1.2.1 error.
+    ErrorRedirect(String),
+    /// A failure page (the client or its redirect URI cannot be trusted).
+    Page(FailurePage),
+}
+
+/// Where the callback sends the browser.
+#[derive(Debug)]
+pub enum CallbackOutcome {
+    /// Back to the client (with a code or an error), clearing the login cookie.
+    ToClient { location: String, clear_cookie: String },
+    Page(FailurePage),
+}
+
+/// The token endpoint's answer.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub id_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    pub scope: String,
+}
+
+/// How a client authenticated at the token endpoint.
+#[derive(Debug, Default)]
+pub struct ClientCredentials {
+    /// From `Authorization: Basic` (already URL-decoded), if used.
+    pub basic: Option<(String, String)>,
+    /// `client_id` and `client_secret` of the form.
+    pub form_id: Option<String>,
+    pub form_secret: Option<String>,
+}
+
+/// The OpenID provider (a cheap handle).
+#[derive(Clone)]
+pub struct OidcProvider {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    issuer: Option<String>,
+    provider: Arc<Provider>,
+    sso: SsoService,
+    access: AccessService,
+    directory: Directory,
+    grants: Arc<dyn GrantStore>,
+    keys: SigningKeys,
+    flow: Arc<dyn Ephemeral>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for OidcProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcProvider")
+            .field("issuer", &self.inner.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The parts [`OidcProvider`] is built from.
+pub struct ProviderParts {
+    pub issuer: Option<String>,
+    pub provider: Arc<Provider>,
+    pub sso: SsoService,
+    pub access: AccessService,
+    pub directory: Directory,
+    pub grants: Arc<dyn GrantStore>,
+    pub keys: SigningKeys,
+    pub flow: Arc<dyn Ephemeral>,
+    pub clock: Arc<dyn Clock>,
+}
+
+fn page(status: StatusCode, title: &'static str, message: impl Into<String>, log: &str) -> FailurePage {
+    let id = correlation_id();
+    let message = message.into();
+    if status.is_server_error() {
+        tracing::error!(correlation_id = %id, reason = log, "sign-in failed: {title}");
+    } else {
+        tracing::warn!(correlation_id = %id, reason = log, "sign-in refused: {title}");
+    }
+    FailurePage {
+        status,
+        title,
+        message,
+        correlation_id: id,
+    }
+}
+
+fn unavailable(detail: &str) -> FailurePage {
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Sign-in is unavailable right now",
+        "pimgate cannot complete sign-ins at the moment. Please try again in a minute.",
+        detail,
+    )
+}
+
+/// `redirect_uri` with the parameters appended to its query.
+fn with_params(redirect_uri: &str, params: &[(&str, &str)]) -> String {
+    match url::Url::parse(redirect_uri) {
+        Ok(mut u) => {
+            {
+                let mut q = u.query_pairs_mut();
+                for (k, v) in params {
+                    q.append_pair(k, v);
+                }
+            }
+            u.to_string()
+        }
+        Err(_) => redirect_uri.to_owned(),
+    }
+}
+
+impl OidcProvider {
+    pub fn new(p: ProviderParts) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                issuer: p.issuer,
+                provider: p.provider,
+                sso: p.sso,
+                access: p.access,
+                directory: p.directory,
+                grants: p.grants,
+                keys: p.keys,
+                flow: p.flow,
+                clock: p.clock,
+            }),
+        }
+    }
+
+    /// The issuer (`server.public_url`); `None`: single sign-on is not configured.
+    pub fn issuer(&self) -> Option<&str> {
+        self.inner.issuer.as_deref()
+    }
+
+    pub fn keys(&self) -> &SigningKeys {
+        &self.inner.keys
+    }
+
+    /// Whether cookies are marked `Secure` (an https issuer).
+    fn secure(&self) -> bool {
+        self.issuer().is_some_and(|i| i.starts_with("https://"))
+    }
+
+    /// The discovery document (OpenID Connect Discovery 1.0 §3).
+    pub fn discovery(&self) -> Option<Value> {
+        let iss = self.issuer()?;
+        Some(json!({
+            "issuer": iss,
+            "authorization_endpoint": format!("{iss}/oauth/authorize"),
+            "token_endpoint": format!("{iss}/oauth/token"),
+            "userinfo_endpoint": format!("{iss}/oauth/userinfo"),
+            "jwks_uri": format!("{iss}/oauth/jwks"),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": [self.inner.provider.signing_alg.as_str()],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "code_challenge_methods_supported": ["S256"],
+            "scopes_supported": ["openid", "profile", "offline_access"],
+            "prompt_values_supported": ["none", "login"],
+            "claims_supported": [
+                "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "sid",
+                "preferred_username", "connection", "roles", "userGroups", "permissions",
+                "configVersion"
+            ],
+            "authorization_response_iss_parameter_supported": true,
+        }))
+    }
+
+    /// The permission order the `permissions` bitset of tokens uses now.
+    pub fn permission_order(&self) -> Value {
+        let model = self.inner.access.model();
+        json!({
+            "configVersion": model.version(),
+            "permissions": super::tokens::permission_order(&model),
+        })
+    }
+
+    // ------------------------------------------------------------------- /authorize
+
+    /// Step 1 (module docs). `params` is the query (or form) of the request.
+    pub async fn authorize(&self, params: &BTreeMap<String, String>) -> AuthorizeOutcome {
+        let Some(iss) = self.issuer() else {
+            return AuthorizeOutcome::Page(page(
+                StatusCode::NOT_FOUND,
+                "Single sign-on is not set up",
+                "This pimgate has no applications configured for sign-in.",
+                "no issuer",
+            ));
+        };
+        let p = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
+        let Some(client) = p("client_id").and_then(|id| self.inner.provider.clients.get(id)) else {
+            return AuthorizeOutcome::Page(page(
+                StatusCode::BAD_REQUEST,
+                "Unknown application",
+                "The application that sent you here is not registered with pimgate. Ask its administrator to check its client id.",
+                "unknown client_id",
+            ));
+        };
+        let Some(redirect_uri) = p("redirect_uri").filter(|r| client.redirect_uris.iter().any(|u| u == r)) else {
+            return AuthorizeOutcome::Page(page(
+                StatusCode::BAD_REQUEST,
+                "This sign-in link is not valid",
+                "The application asked to send you back to an address it has not registered, so pimgate will not send you there.",
+                "redirect_uri missing or not registered",
+            ));
+        };
+        let state = p("state").map(str::to_owned);
+        let back = |error: &str, description: &str| {
+            let mut params = vec![("error", error), ("error_description", description)];
+            if let Some(s) = &state {
+                params.push(("state", s));
+            }
+            params.push(("iss", iss));
+            tracing::info!(client = %client.id, error, description, "authorization request refused");
+            AuthorizeOutcome::ErrorRedirect(with_params(redirect_uri, &params))
+        };
+        if p("request").is_some() || p("request_uri").is_some() {
+            return back("request_not_supported", "request objects are not supported");
+        }
+        if p("response_type") != Some("code") {
+            return back("unsupported_response_type", "only response_type=code is supported");
+        }
+        if let Some(mode) = p("response_mode")
+            && mode != "query"
+        {
+            return back("invalid_request", "only response_mode=query is supported");
+        }
+        let scope = p("scope").unwrap_or_default();
+        if !scope.split(' ').any(|s| s == "openid") {
+            return back("invalid_scope", "the scope must include openid");
+        }
+        for k in ["state", "nonce", "login_hint", "scope"] {
+            if p(k).is_some_and(|v| v.len() > MAX_PARAM) {
+                return back("invalid_request", &format!("{k} is longer than {MAX_PARAM} characters"));
+            }
+        }
+        let challenge = p("code_challenge");
+        match (challenge, p("code_challenge_method")) {
+            (None, _) if client.secret_hash.is_none() => {
+                return back("invalid_request", "PKCE is required: send code_challenge with code_challenge_method=S256");
+            }
+            (Some(_), Some(m)) if m != "S256" => {
+                return back("invalid_request", "code_challenge_method must be S256");
+            }
+            (Some(_), None) => {
+                return back("invalid_request", "code_challenge_method must be S256");
+            }
+            (Some(c), _) if c.len() < 43 || c.len() > 128 || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => {
+                return back("invalid_request", "code_challenge is not a base64url S256 challenge");
+            }
+            _ => {}
+        }
+        let prompt = p("prompt");
+        if let Some(pr) = prompt {
+            let values: Vec<&str> = pr.split(' ').collect();
+            if values.contains(&"none") && values.len() > 1 {
+                return back("invalid_request", "prompt=none cannot be combined with other values");
+            }
+        }
+        let upstream_prompt = prompt.and_then(|pr| {
+            let v: Vec<&str> = pr.split(' ').collect();
+            if v.contains(&"none") {
+                Some("none")
+            } else if v.contains(&"login") {
+                Some("login")
+            } else {
+                None
+            }
+        });
+        let login_hint = p("login_hint");
+        // The connection: the client's only one, the one asked for, the login hint's domain,
+        // or the person's choice.
+        let conn = if client.connections.len() == 1 {
+            client.connections[0].clone()
+        } else if let Some(asked) = p("connection") {
+            match client.connections.iter().find(|c| c.as_str() == asked) {
+                Some(c) => c.clone(),
+                None => {
+                    return AuthorizeOutcome::Page(page(
+                        StatusCode::BAD_REQUEST,
+                        "Unknown sign-in option",
+                        format!("{asked:?} is not a way to sign in to this application."),
+                        "connection not allowed for client",
+                    ));
+                }
+            }
+        } else if let Some(c) = login_hint.and_then(|h| self.inner.sso.by_domain(h, &client.connections)) {
+            c.clone()
+        } else {
+            if upstream_prompt == Some("none") {
+                return back("interaction_required", "the person must choose how to sign in");
+            }
+            let links = client
+                .connections
+                .iter()
+                .map(|c| {
+                    let mut q: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    q.push(("connection", c.as_str()));
+                    let query = serde_urlencoded::to_string(&q).unwrap_or_default();
+                    (c.to_string(), format!("{iss}/oauth/authorize?{query}"))
+                })
+                .collect();
+            return AuthorizeOutcome::Choose(links);
+        };
+        let Some(idp) = self.inner.sso.idp(&conn) else {
+            return AuthorizeOutcome::Page(unavailable("connection without sso"));
+        };
+        let login_state = random();
+        let (location, upstream) = match idp.begin(&login_state, upstream_prompt, login_hint).await {
+            Ok(x) => x,
+            Err(e) => {
+                return AuthorizeOutcome::Page(page(
+                    StatusCode::BAD_GATEWAY,
+                    "Your organisation's sign-in service cannot be reached",
+                    "pimgate could not reach the identity provider of your organisation. Please try again later; if it persists, tell your administrator.",
+                    &e.to_string(),
+                ));
+            }
+        };
+        let cookie_value = random();
+        let pending = PendingLogin {
+            connection: conn.to_string(),
+            upstream,
+            browser: sha256_hex(&cookie_value),
+            request: AuthRequest {
+                client_id: client.id.clone(),
+                redirect_uri: redirect_uri.to_owned(),
+                state,
+                nonce: p("nonce").map(str::to_owned),
+                code_challenge: challenge.map(str::to_owned),
+                scope: scope.to_owned(),
+                prompt: upstream_prompt.map(str::to_owned),
+                login_hint: login_hint.map(str::to_owned),
+            },
+        };
+        let Ok(record) = serde_json::to_string(&pending) else {
+            return AuthorizeOutcome::Page(unavailable("cannot encode login"));
+        };
+        if let Err(e) = self
+            .inner
+            .flow
+            .put(&format!("login:{}", sha256_hex(&login_state)), &record, LOGIN_TTL)
+            .await
+        {
+            return AuthorizeOutcome::Page(unavailable(&e.to_string()));
+        }
+        AuthorizeOutcome::ToIdp {
+            location: location.to_string(),
+            cookie: self.cookie(&login_state, &cookie_value, LOGIN_TTL.as_secs()),
+        }
+    }
+
+    fn cookie_name(login_state: &str) -> String {
+        format!("{LOGIN_COOKIE}{}", &sha256_hex(login_state)[..16])
+    }
+
+    fn cookie(&self, login_state: &str, value: &str, max_age: u64) -> String {
+        format!(
+            "{}={value}; Path=/sso/; Max-Age={max_age}; HttpOnly; SameSite=Lax{}",
+            Self::cookie_name(login_state),
+            if self.secure() { "; Secure" } else { "" }
+        )
+    }
+
+    // ------------------------------------------------------------------- callback
+
+    /// Step 2 (module docs): the IdP sent the browser back to `/sso/{connection}/callback`.
+    /// `cookies` are the request's cookies by name.
+    pub async fn callback(
+        &self,
+        connection: &str,
+        params: &BTreeMap<String, String>,
+        cookies: &BTreeMap<String, String>,
+    ) -> CallbackOutcome {
+        let p = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
+        let expired = || {
+            CallbackOutcome::Page(page(
+                StatusCode::BAD_REQUEST,
+                "This sign-in has expired",
+                "This sign-in link has expired or was already used. Go back to the application and sign in again.",
+                "unknown, expired or replayed state",
+            ))
+        };
+        let Some(login_state) = p("state").filter(|s| s.len() <= MAX_PARAM) else {
+            return expired();
+        };
+        let key = format!("login:{}", sha256_hex(login_state));
+        let record = match self.inner.flow.take(&key).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return expired(),
+            Err(e) => return CallbackOutcome::Page(unavailable(&e.to_string())),
+        };
+        let Ok(pending) = serde_json::from_str::<PendingLogin>(&record) else {
+            return expired();
+        };
+        let clear_cookie = self.cookie(login_state, "", 0);
+        let out = self.finish_login(connection, login_state, &pending, params, cookies).await;
+        match out {
+            Ok(location) => CallbackOutcome::ToClient {
+                location,
+                clear_cookie,
+            },
+            Err(page) => CallbackOutcome::Page(page),
+        }
+    }
+
+    async fn finish_login(
+        &self,
+        connection: &str,
+        login_state: &str,
+        pending: &PendingLogin,
+        params: &BTreeMap<String, String>,
+        cookies: &BTreeMap<String, String>,
+    ) -> Result<String, FailurePage> {
+        let p = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
+        let iss = self.issuer().unwrap_or_default();
+        let req = &pending.request;
+        if pending.connection != connection {
+            return Err(page(
+                StatusCode::BAD_REQUEST,
+                "This sign-in has expired",
+                "This sign-in link does not belong to this sign-in. Go back to the application and sign in again.",
+                "callback on another connection than the login",
+            ));
+        }
+        let browser_ok = cookies
+            .get(&Self::cookie_name(login_state))
+            .is_some_and(|v| crate::token::matches_any(&Sha256::digest(v.as_bytes()).into(), &[hex_array(&pending.browser)]));
+        if !browser_ok {
+            return Err(page(
+                StatusCode::BAD_REQUEST,
+                "Sign-in started in another browser",
+                "This sign-in was started in another browser or tab, or your browser refused pimgate's cookie. Go back to the application and sign in again.",
+                "login cookie missing or not matching",
+            ));
+        }
+        let Ok(conn) = ConnectionId::parse(connection) else {
+            return Err(unavailable("bad connection"));
+        };
+        let Some(idp) = self.inner.sso.idp(&conn) else {
+            return Err(unavailable("connection without sso"));
+        };
+        let back = |error: &str, description: &str| {
+            let mut ps = vec![("error", error), ("error_description", description)];
+            if let Some(s) = &req.state {
+                ps.push(("state", s));
+            }
+            ps.push(("iss", iss));
+            with_params(&req.redirect_uri, &ps)
+        };
+        if let Some(error) = p("error") {
+            let silent = ["login_required", "interaction_required", "consent_required", "account_selection_required"];
+            if req.prompt.as_deref() == Some("none") && silent.contains(&error) {
+                tracing::info!(connection, error, "silent sign-in not possible; the client is told");
+                return Ok(back(error, "the identity provider needs the person to sign in"));
+            }
+            let described = p("error_description").unwrap_or_default();
+            return Err(page(
+                StatusCode::BAD_REQUEST,
+                "Your organisation's sign-in did not complete",
+                format!("Your identity provider answered: {error}. {described}"),
+                &format!("IdP error {error}: {described}"),
+            ));
+        }
+        if let Some(their_iss) = p("iss")
+            && !idp.settings.issuer.contains("{tenantid}")
+            && their_iss.trim_end_matches('/') != idp.settings.issuer
+            && !idp.settings.issuer.ends_with("/organizations/v2.0")
+            && !idp.settings.issuer.ends_with("/common/v2.0")
+        {
+            return Err(page(
+                StatusCode::BAD_REQUEST,
+                "Your organisation's sign-in did not complete",
+                "The answer did not come from your organisation's identity provider.",
+                "iss parameter of the callback is not the IdP's issuer (mix-up)",
+            ));
+        }
+        let Some(code) = p("code") else {
+            return Err(page(
+                StatusCode::BAD_REQUEST,
+                "Your organisation's sign-in did not complete",
+                "Your identity provider sent you back without a result. Go back to the application and sign in again.",
+                "callback without code",
+            ));
+        };
+        let identity = match idp.finish(code, &pending.upstream).await {
+            Ok(i) => i,
+            Err(crate::sso::SsoError::Discovery(e)) => {
+                return Err(page(
+                    StatusCode::BAD_GATEWAY,
+                    "Your organisation's sign-in service cannot be reached",
+                    "pimgate could not complete the sign-in with your organisation's identity provider. Please try again later.",
+                    &e,
+                ));
+            }
+            Err(e) => {
+                return Err(page(
+                    StatusCode::BAD_REQUEST,
+                    "Your organisation's sign-in could not be verified",
+                    "pimgate could not verify the answer of your organisation's identity provider. Go back to the application and sign in again.",
+                    &e.to_string(),
+                ));
+            }
+        };
+        let s = &idp.settings;
+        let Some(subject) = identity.claims.get(&s.subject_claim).and_then(Value::as_str).filter(|v| !v.is_empty()) else {
+            return Err(page(
+                StatusCode::BAD_REQUEST,
+                "Your account could not be identified",
+                format!("Your identity provider did not say who you are (its token has no {:?} claim). Tell your administrator.", s.subject_claim),
+                "subject claim missing",
+            ));
+        };
+        let user_id = self.match_person(&conn, s, subject, &identity.claims).await?;
+        let model = self.inner.access.model();
+        let reads_token = model.connection(&conn).is_some_and(|c| c.token_groups != TokenGroups::Ignore);
+        let token_groups = if reads_token {
+            token_groups(&identity.claims, &s.groups_claim, &conn)
+        } else {
+            None
+        };
+        let claims = match self.inner.access.claims_at_login(&conn, &user_id, token_groups.clone()).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return Err(not_provisioned()),
+            Err(e) => return Err(unavailable(&e.to_string())),
+        };
+        if !claims.active {
+            return Err(deactivated());
+        }
+        if claims.roles.is_empty() && claims.user_groups.is_empty() {
+            return Err(page(
+                StatusCode::FORBIDDEN,
+                "You have no access to this application",
+                "You signed in, but none of your groups gives you access to this application. Ask your administrator for access.",
+                "no roles and no user groups",
+            ));
+        }
+        let code = random();
+        let issued = IssuedCode {
+            request: req.clone(),
+            connection: conn.to_string(),
+            user_id: user_id.clone(),
+            token_groups,
+            auth_time: self.inner.clock.now().0,
+            grant_id: uuid::Uuid::now_v7().to_string(),
+        };
+        let record = serde_json::to_string(&issued).map_err(|e| unavailable(&e.to_string()))?;
+        self.inner
+            .flow
+            .put(&format!("code:{}", sha256_hex(&code)), &record, CODE_TTL)
+            .await
+            .map_err(|e| unavailable(&e.to_string()))?;
+        tracing::info!(connection = %conn, user = %user_id, client = %req.client_id, "signed in");
+        let mut ps = vec![("code", code.as_str())];
+        if let Some(st) = &req.state {
+            ps.push(("state", st));
+        }
+        ps.push(("iss", iss));
+        Ok(with_params(&req.redirect_uri, &ps))
+    }
+
+    /// The connection's user the IdP's subject names (created just in time when the
+    /// connection says so).
+    async fn match_person(
+        &self,
+        conn: &ConnectionId,
+        s: &super::settings::Upstream,
+        subject: &str,
+        claims: &Map<String, Value>,
+    ) -> Result<String, FailurePage> {
+        let lookup = match s.match_attribute {
+            MatchAttribute::ExternalId => UserLookup::ExternalId(subject.to_owned()),
+            MatchAttribute::UserName => UserLookup::UserName(subject.to_owned()),
+        };
+        match self.inner.access.find_user(conn, &lookup).await {
+            Ok(Some(id)) => return Ok(id),
+            Ok(None) => {}
+            Err(e) => return Err(unavailable(&e.to_string())),
+        }
+        if s.unprovisioned == Unprovisioned::Deny {
+            return Err(not_provisioned());
+        }
+        // Just in time: the user SCIM will later adopt by externalId (or userName).
+        let claim = |k: &str| claims.get(k).and_then(Value::as_str).filter(|v| !v.is_empty());
+        let mut attrs = Map::new();
+        let user_name = match s.match_attribute {
+            MatchAttribute::UserName => subject,
+            MatchAttribute::ExternalId => claim("preferred_username").or(claim("email")).unwrap_or(subject),
+        };
+        attrs.insert("userName".into(), json!(user_name));
+        if s.match_attribute == MatchAttribute::ExternalId {
+            attrs.insert("externalId".into(), json!(subject));
+        }
+        if let Some(n) = claim("name") {
+            attrs.insert("displayName".into(), json!(n));
+        }
+        if let Some(e) = claim("email") {
+            attrs.insert("emails".into(), json!([{"value": e, "type": "work", "primary": true}]));
+        }
+        attrs.insert("active".into(), json!(true));
+        let doc = UserDoc::new(attrs).map_err(|e| {
+            page(StatusCode::BAD_REQUEST, "Your account could not be created", "Your identity provider's details about you could not be stored. Tell your administrator.", &e.to_string())
+        })?;
+        match self.inner.directory.create_user(conn, doc).await {
+            Ok(rec) => {
+                tracing::info!(connection = %conn, user = %rec.id, "user created just in time at sign-in");
+                Ok(rec.id)
+            }
+            Err(e) => Err(page(
+                StatusCode::CONFLICT,
+                "Your account could not be created",
+                "An account with your user name already exists but is not linked to your identity. Tell your administrator.",
+                &e.to_string(),
+            )),
+        }
+    }
+
+    // ------------------------------------------------------------------- /token
+
+    fn authenticate_client(&self, creds: &ClientCredentials) -> Result<&Client, OAuthError> {
+        let (id, secret) = match (&creds.basic, &creds.form_id) {
+            (Some(_), Some(_)) if creds.form_secret.is_some() => {
+                return Err(OAuthError::invalid_request("use one client authentication method"));
+            }
+            (Some((id, secret)), form_id) => {
+                if form_id.as_ref().is_some_and(|f| f != id) {
+                    return Err(OAuthError::invalid_client("client_id does not match the credentials"));
+                }
+                (id.as_str(), Some(secret.as_str()))
+            }
+            (None, Some(id)) => (id.as_str(), creds.form_secret.as_deref()),
+            (None, None) => return Err(OAuthError::invalid_client("client authentication is missing")),
+        };
+        let client = self
+            .inner
+            .provider
+            .clients
+            .get(id)
+            .ok_or_else(|| OAuthError::invalid_client("unknown client"))?;
+        match (&client.secret_hash, secret) {
+            (Some(hash), Some(s)) if crate::token::matches_any(&crate::token::hash(s), std::slice::from_ref(hash)) => Ok(client),
+            (Some(_), _) => Err(OAuthError::invalid_client("client authentication failed")),
+            (None, None) => Ok(client),
+            (None, Some(_)) => Err(OAuthError::invalid_client("this client is public: it has no secret")),
+        }
+    }
+
+    /// Step 3 (module docs): the token endpoint (RFC 6749 §3.2).
+    pub async fn token(
+        &self,
+        form: &BTreeMap<String, String>,
+        creds: &ClientCredentials,
+    ) -> Result<TokenResponse, TokenFailure> {
+        if self.issuer().is_none() {
+            return Err(OAuthError::invalid_request("single sign-on is not configured").into());
+        }
+        let client = self.authenticate_client(creds)?;
+        match form.get("grant_type").map(String::as_str) {
+            Some("authorization_code") => self.redeem_code(client, form).await,
+            Some("refresh_token") => self.refresh(client, form).await,
+            Some(_) => Err(OAuthError::new("unsupported_grant_type", "use authorization_code or refresh_token").into()),
+            None => Err(OAuthError::invalid_request("grant_type is missing").into()),
+        }
+    }
+
+    async fn redeem_code(&self, client: &Client, form: &BTreeMap<String, String>) -> Result<TokenResponse, TokenFailure> {
+        let code = form
+            .get("code")
+            .filter(|c| !c.is_empty() && c.len() <= MAX_PARAM)
+            .ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
+        let hash = sha256_hex(code);
+        let Some(record) = self.inner.flow.take(&format!("code:{hash}")).await? else {
+            // Single use: a code seen again revokes what its first use issued (RFC 6749 §4.1.2).
+            if let Some(grant_id) = self.inner.flow.get(&format!("used:{hash}")).await? {
+                let revoked = self.inner.grants.revoke_grant(&grant_id, self.inner.clock.now()).await?;
+                tracing::warn!(client = %client.id, grant = %grant_id, revoked, "an authorization code was used twice; its grant is revoked");
+            }
+            return Err(OAuthError::invalid_grant("the code is invalid, expired or already used").into());
+        };
+        let issued: IssuedCode = serde_json::from_str(&record)
+            .map_err(|_| OAuthError::invalid_grant("the code is invalid"))?;
+        // Remember the redemption first, so a replay racing this request still revokes.
+        let marker_ttl = self.inner.provider.refresh_token_ttl.max(self.inner.provider.access_token_ttl);
+        self.inner.flow.put(&format!("used:{hash}"), &issued.grant_id, marker_ttl).await?;
+        let req = &issued.request;
+        if req.client_id != client.id {
+            return Err(OAuthError::invalid_grant("the code was issued to another client").into());
+        }
+        if form.get("redirect_uri") != Some(&req.redirect_uri) {
+            return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request").into());
+        }
+        match (&req.code_challenge, form.get("code_verifier")) {
+            (Some(challenge), Some(verifier)) => {
+                let ok_form = (43..=128).contains(&verifier.len())
+                    && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+                let computed = B64.encode(Sha256::digest(verifier.as_bytes()));
+                if !ok_form || !crate::token::matches_any(&crate::token::hash(&computed), &[crate::token::hash(challenge)]) {
+                    return Err(OAuthError::invalid_grant("code_verifier does not match the code_challenge").into());
+                }
+            }
+            (Some(_), None) => return Err(OAuthError::invalid_grant("code_verifier is missing").into()),
+            (None, Some(_)) => return Err(OAuthError::invalid_grant("no code_challenge was sent for this code").into()),
+            (None, None) => {}
+        }
+        let conn = ConnectionId::parse(&issued.connection).map_err(|_| OAuthError::invalid_grant("the code is invalid"))?;
+        let now = self.inner.clock.now();
+        let wants_refresh = client.secret_hash.is_some() && req.scope.split(' ').any(|s| s == "offline_access");
+        let refresh = wants_refresh.then(|| format!("pgr_{}", random()));
+        let grant = GrantRow {
+            id: issued.grant_id.clone(),
+            client_id: client.id.clone(),
+            connection: conn.clone(),
+            user_id: issued.user_id.clone(),
+            scope: req.scope.clone(),
+            token_groups: issued.token_groups.clone(),
+            auth_time: Timestamp(issued.auth_time),
+            created: now,
+            expires: now.plus_millis(u64::try_from(self.inner.provider.refresh_token_ttl.as_millis()).unwrap_or(u64::MAX)),
+            refresh_hash: refresh.as_deref().map(sha256_hex),
+            revoked: None,
+        };
+        let claims = self.current_claims(&grant).await?;
+        self.inner.grants.insert_grant(&grant).await?;
+        let mut resp = self.mint(client, &grant, &claims, req.nonce.clone()).await?;
+        resp.refresh_token = refresh;
+        Ok(resp)
+    }
+
+    async fn refresh(&self, client: &Client, form: &BTreeMap<String, String>) -> Result<TokenResponse, TokenFailure> {
+        let token = form
+            .get("refresh_token")
+            .filter(|t| !t.is_empty() && t.len() <= MAX_PARAM)
+            .ok_or_else(|| OAuthError::invalid_request("refresh_token is missing"))?;
+        let invalid = || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
+        let grant = self
+            .inner
+            .grants
+            .grant_by_refresh(&sha256_hex(token))
+            .await?
+            .ok_or_else(invalid)?;
+        let now = self.inner.clock.now();
+        if grant.client_id != client.id || grant.revoked.is_some() || grant.expires <= now {
+            return Err(invalid().into());
+        }
+        if let Some(asked) = form.get("scope") {
+            let granted: Vec<&str> = grant.scope.split(' ').collect();
+            if asked.split(' ').any(|s| !granted.contains(&s)) {
+                return Err(OAuthError::new("invalid_scope", "a refresh cannot widen the scope").into());
+            }
+        }
+        let claims = self.current_claims(&grant).await?;
+        self.mint(client, &grant, &claims, None).await
+    }
+
+    /// The user's claims now; a user gone or deactivated ends the grant.
+    async fn current_claims(&self, grant: &GrantRow) -> Result<Claims, TokenFailure> {
+        let claims = self
+            .inner
+            .access
+            .claims_at_login(&grant.connection, &grant.user_id, grant.token_groups.clone())
+            .await?;
+        match claims {
+            Some(c) if c.active => Ok(c),
+            _ => Err(OAuthError::invalid_grant("the user no longer exists or is deactivated").into()),
+        }
+    }
+
+    async fn mint(&self, client: &Client, grant: &GrantRow, claims: &Claims, nonce: Option<String>) -> Result<TokenResponse, TokenFailure> {
+        let iss = self.issuer().unwrap_or_default().to_owned();
+        let now = self.inner.clock.now();
+        let p = &self.inner.provider;
+        let model = self.inner.access.model();
+        let access = AccessClaims::of(claims, &model);
+        let exp = |ttl: Duration| seconds(now) + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let at = AccessTokenClaims {
+            iss: iss.clone(),
+            sub: grant.user_id.clone(),
+            aud: client.id.clone(),
+            exp: exp(p.access_token_ttl),
+            iat: seconds(now),
+            auth_time: seconds(grant.auth_time),
+            jti: uuid::Uuid::new_v4().to_string(),
+            client_id: client.id.clone(),
+            scope: grant.scope.clone(),
+            sid: grant.id.clone(),
+            access: access.clone(),
+        };
+        let idt = IdTokenClaims {
+            iss,
+            sub: grant.user_id.clone(),
+            aud: client.id.clone(),
+            exp: exp(p.id_token_ttl),
+            iat: seconds(now),
+            auth_time: seconds(grant.auth_time),
+            nonce,
+            azp: client.id.clone(),
+            sid: grant.id.clone(),
+            preferred_username: grant.scope.split(' ').any(|s| s == "profile").then(|| claims.user_name.clone()),
+            access,
+        };
+        let access_token = sign(&self.inner.keys, ACCESS_TOKEN_TYP, &at).await?;
+        let id_token = sign(&self.inner.keys, "JWT", &idt).await?;
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: p.access_token_ttl.as_secs(),
+            id_token,
+            refresh_token: None,
+            scope: grant.scope.clone(),
+        })
+    }
+
+    // ------------------------------------------------------------------- userinfo
+
+    /// The full claims document of the access token's user (docs/claims.md), with `sub`.
+    pub async fn userinfo(&self, bearer: Option<&str>) -> Result<Value, TokenFailure> {
+        let iss = self.issuer().ok_or(TokenFailure::Bearer("single sign-on is not configured"))?;
+        let token = bearer.ok_or(TokenFailure::Bearer("an access token is required"))?;
+        let at = match verify_access_token(&self.inner.keys, iss, token, self.inner.clock.now()).await {
+            Ok(at) => at,
+            Err(TokenRejected::Keys(e)) => return Err(e.into()),
+            Err(e) => {
+                tracing::info!(reason = %e, "userinfo refused an access token");
+                return Err(TokenFailure::Bearer("the access token is invalid or expired"));
+            }
+        };
+        let grant = self.inner.grants.grant(&at.sid).await?;
+        let Some(grant) = grant.filter(|g| g.revoked.is_none() && g.user_id == at.sub) else {
+            return Err(TokenFailure::Bearer("the access token has been revoked"));
+        };
+        let claims = self
+            .current_claims(&grant)
+            .await
+            .map_err(|_| TokenFailure::Bearer("the user no longer exists or is deactivated"))?;
+        let mut doc = serde_json::to_value(&claims).map_err(|e| TokenFailure::Internal(e.to_string()))?;
+        if let Some(o) = doc.as_object_mut() {
+            o.insert("sub".into(), json!(grant.user_id));
+        }
+        Ok(doc)
+    }
+}
+
+fn hex_array(h: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let _ = hex::decode_to_slice(h, &mut out);
+    out
+}
+
+fn not_provisioned() -> FailurePage {
+    page(
+        StatusCode::FORBIDDEN,
+        "Your account is not set up here",
+        "You signed in with your organisation, but your account has not been provisioned to this application. Ask your administrator to assign you to it.",
+        "person not provisioned",
+    )
+}
+
+fn deactivated() -> FailurePage {
+    page(
+        StatusCode::FORBIDDEN,
+        "Your account is deactivated",
+        "Your organisation has deactivated your access to this application. Ask your administrator if you think this is a mistake.",
+        "user deactivated",
+    )
+}
+
+/// The group values of a login token. Entra's overage marker (`_claim_names` naming the
+/// groups claim, or `hasgroups`) is never read as "no groups": it gives `None`, and the
+/// SCIM groups are used, which the log says.
+fn token_groups(claims: &Map<String, Value>, name: &str, conn: &ConnectionId) -> Option<Vec<String>> {
+    match claims.get(name) {
+        Some(Value::Array(values)) => Some(
+            values
+                .iter()
+                .filter_map(Value::as_str)
+                .take(MAX_TOKEN_GROUPS)
+                .map(str::to_owned)
+                .collect(),
+        ),
+        Some(Value::String(one)) => Some(vec![one.clone()]),
+        _ => {
+            let overage = claims
+                .get("_claim_names")
+                .and_then(Value::as_object)
+                .is_some_and(|n| n.contains_key(name))
+                || claims.get("hasgroups").is_some_and(|v| v == &json!(true) || v == &json!("true"));
+            if overage {
+                tracing::warn!(connection = %conn, claim = name, "the login token's groups were replaced by an overage marker; using the SCIM-provisioned groups");
+                None
+            } else {
+                Some(Vec::new())
+            }
+        }
+    }
+}

@@ -1,0 +1,820 @@
+//! Single sign-on end to end, against real parts on loopback: the company IdP is the
+//! OpenID-certified npm package `oidc-provider` (`tests/oidc/idp.mjs`, its dev login form
+//! driven over HTTP), and the PIM is a stand-in built from the stock client library
+//! `openid-client` (`tests/oidc/pim.mjs`), which discovers pimgate, runs the code flow with
+//! PKCE, verifies the ID token against pimgate's JWKS and reads userinfo.
+//!
+//! The IdP's test hooks (`/__test/tamper`, `/__test/rotate`) change what the real provider
+//! sends, so each refusal below is pimgate's own check at work.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::Engine;
+use reqwest::StatusCode;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt;
+
+use crate::helpers::{Db, TOKEN, TestApp, TestDb, test_settings};
+use pimgate::clock::SystemClock;
+use pimgate::config;
+
+const PIM_SECRET: &str = "pim-client-secret-0123456789";
+const IDP_SECRET: &str = "idp-client-secret-0123456789";
+const EDITOR_ROLE: &str = "9b0e4a52-0000-4000-8000-000000000002";
+const DENMARK: &str = "9b0e4a52-0000-4000-8000-0000000000a1";
+
+const MODEL: &str = r#"
+dimensions = ["market"]
+
+[roles.editor]
+id = "9b0e4a52-0000-4000-8000-000000000002"
+name = "Editor"
+permissions = ["products.view", "products.create"]
+
+[user_groups.denmark]
+id = "9b0e4a52-0000-4000-8000-0000000000a1"
+name = "Denmark"
+languages = { edit = ["da"], read = ["en"] }
+[user_groups.denmark.segments.market]
+edit = ["dk"]
+read = []
+
+[connections.corp]
+token_groups = "union"
+
+[[connections.corp.rules]]
+name = "editors"
+group_external_id = "g-editors"
+roles = ["editor"]
+user_groups = ["denmark"]
+"#;
+
+/// A Node.js program of `tests/oidc`, stopped when dropped (and when its stdin closes).
+struct Node {
+    url: String,
+    child: tokio::process::Child,
+}
+
+fn oidc_dir() -> PathBuf {
+    std::env::var("PIMGATE_TEST_OIDC_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oidc")))
+}
+
+impl Node {
+    async fn start(script: &str, args: &[&str], key: &str) -> Node {
+        let dir = oidc_dir();
+        assert!(
+            dir.join("node_modules").exists(),
+            "{}/node_modules is missing: run scripts/test (or `npm ci` in tests/oidc)",
+            dir.display()
+        );
+        let node = std::env::var("PIMGATE_TEST_NODE").unwrap_or_else(|_| "node".into());
+        let mut child = tokio::process::Command::new(node)
+            .arg(dir.join(script))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start node {script}: {e}"));
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            tokio::io::BufReader::new(stdout).read_line(&mut line),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{script} did not start"))
+        .unwrap();
+        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{script}: {line}"));
+        Node {
+            url: ready[key].as_str().unwrap().to_owned(),
+            child,
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// pimgate with one SSO connection (`corp`) at the IdP and the PIM stand-in as a client.
+struct World {
+    app: TestApp,
+    idp: Node,
+    pim: Node,
+    issuer: String,
+    /// A browser: a cookie jar, redirects followed by hand.
+    browser: reqwest::Client,
+    _kek: tempfile::NamedTempFile,
+}
+
+async fn start(db: Db, tune: impl FnOnce(&mut config::Settings)) -> World {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let pim = Node::start(
+        "pim.mjs",
+        &["--issuer", &issuer, "--client-id", "pim", "--client-secret", PIM_SECRET],
+        "url",
+    )
+    .await;
+    let idp_config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        idp_config.path(),
+        json!({
+            "clients": [{
+                "client_id": "pimgate",
+                "client_secret": IDP_SECRET,
+                "redirect_uris": [format!("{issuer}/sso/corp/callback")]
+            }],
+            "accounts": {
+                "alice": {"email": "alice@corp.example", "name": "Alice", "preferred_username": "alice", "groups": ["g-editors"]},
+                "bob": {"email": "bob@corp.example", "name": "Bob", "preferred_username": "bob", "groups": ["g-editors"]},
+                "carol": {"email": "carol@corp.example", "name": "Carol", "preferred_username": "carol", "groups": []}
+            }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let idp = Node::start("idp.mjs", &[idp_config.path().to_str().unwrap()], "issuer").await;
+    let kek = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(kek.path(), hex_key()).unwrap();
+    let db = TestDb::new(db).await;
+    let mut s = test_settings(&db);
+    s.server.public_url = Some(issuer.clone());
+    s.access = toml::from_str(MODEL).unwrap();
+    let sso: config::SsoSettings = toml::from_str(&format!(
+        r#"
+issuer = "{}"
+client_id = "pimgate"
+client_secret = "{IDP_SECRET}"
+scopes = ["openid", "email", "profile", "groups"]
+domains = ["corp.example"]
+"#,
+        idp.url
+    ))
+    .unwrap();
+    s.connections.insert(
+        "corp".into(),
+        config::ConnectionSettings {
+            scim_token: Some(SecretString::from("corp-scim-token-0123456789")),
+            sso: Some(sso),
+            ..Default::default()
+        },
+    );
+    s.oidc.key_encryption_key_file = Some(kek.path().to_path_buf());
+    s.oidc.clients.insert(
+        "pim".into(),
+        config::OidcClientSettings {
+            client_secret: Some(SecretString::from(PIM_SECRET)),
+            redirect_uris: vec![format!("{}/callback", pim.url)],
+            ..Default::default()
+        },
+    );
+    tune(&mut s);
+    let v = config::validate(s).unwrap();
+    let app = TestApp::start_on_listener(db, v, Arc::new(SystemClock), listener).await;
+    // The first signing key is made by the maintenance task at start; wait for it.
+    for _ in 0..100 {
+        let (_, jwks) = get_json(&app.client, &format!("{issuer}/oauth/jwks")).await;
+        if jwks["keys"].as_array().is_some_and(|k| !k.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(idp_config);
+    World {
+        app,
+        idp,
+        pim,
+        issuer,
+        browser: reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        _kek: kek,
+    }
+}
+
+fn hex_key() -> String {
+    hex::encode(rand_bytes())
+}
+
+fn rand_bytes() -> [u8; 32] {
+    let mut b = [0u8; 32];
+    for (i, x) in uuid::Uuid::new_v4()
+        .as_bytes()
+        .iter()
+        .chain(uuid::Uuid::new_v4().as_bytes())
+        .enumerate()
+    {
+        b[i] = *x;
+    }
+    b
+}
+
+async fn get_json(client: &reqwest::Client, url: &str) -> (StatusCode, Value) {
+    let r = client.get(url).send().await.unwrap();
+    let s = r.status();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Where a walk of the browser ended.
+#[derive(Debug)]
+struct Landing {
+    status: StatusCode,
+    url: String,
+    content_type: String,
+    body: String,
+}
+
+impl Landing {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON at {}: {}", self.url, self.body))
+    }
+
+    /// A person-readable failure page with a correlation id.
+    fn assert_page(&self, status: StatusCode, says: &str) {
+        assert_eq!(self.status, status, "{}: {}", self.url, self.body);
+        assert!(self.content_type.starts_with("text/html"), "{}", self.content_type);
+        assert!(self.body.contains(says), "{says:?} not in {}", self.body);
+        assert!(self.body.contains("<code>"), "no correlation id: {}", self.body);
+    }
+}
+
+impl World {
+    /// Follows redirects from `url` as a browser, signing in at the IdP as `account`
+    /// (login and consent forms), until a page that is not a redirect, or until the next
+    /// URL starts with `stop_before` (then that URL is the landing, not requested).
+    async fn walk(&self, url: &str, account: &str, stop_before: Option<&str>) -> Landing {
+        let mut url = url.to_owned();
+        for _ in 0..30 {
+            if stop_before.is_some_and(|p| url.starts_with(p)) {
+                return Landing {
+                    status: StatusCode::FOUND,
+                    url,
+                    content_type: String::new(),
+                    body: String::new(),
+                };
+            }
+            let resp = self.browser.get(&url).send().await.unwrap();
+            let resp = if resp.status() == StatusCode::OK && url.starts_with(&self.idp.url) && url.contains("/interaction/") {
+                let body = resp.text().await.unwrap();
+                let form: Vec<(&str, &str)> = if body.contains("name=\"login\"") {
+                    vec![("prompt", "login"), ("login", account), ("password", "any")]
+                } else {
+                    vec![("prompt", "consent")]
+                };
+                self.browser.post(&url).form(&form).send().await.unwrap()
+            } else {
+                resp
+            };
+            if resp.status().is_redirection() {
+                let loc = resp.headers()["location"].to_str().unwrap().to_owned();
+                url = reqwest::Url::parse(&url).unwrap().join(&loc).unwrap().to_string();
+                continue;
+            }
+            let status = resp.status();
+            let content_type = resp
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            return Landing {
+                status,
+                url,
+                content_type,
+                body: resp.text().await.unwrap(),
+            };
+        }
+        panic!("too many redirects from {url}");
+    }
+
+    /// The PIM stand-in's whole login (discovery, code flow with PKCE, ID token checked
+    /// against pimgate's JWKS, userinfo, a refresh).
+    async fn pim_login(&self, account: &str) -> Landing {
+        self.walk(&format!("{}/login", self.pim.url), account, None).await
+    }
+
+    /// pimgate's authorization URL for the PIM client with our own PKCE pair and state.
+    fn authorize_url(&self, verifier: &str, extra: &[(&str, &str)]) -> String {
+        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(<sha2::Sha256 as sha2::Digest>::digest(verifier.as_bytes()));
+        let mut q = vec![
+            ("response_type", "code"),
+            ("client_id", "pim"),
+            ("scope", "openid profile offline_access"),
+            ("state", "st-123"),
+            ("nonce", "n-123"),
+            ("code_challenge_method", "S256"),
+        ];
+        let redirect = format!("{}/callback", self.pim.url);
+        q.push(("redirect_uri", &redirect));
+        q.push(("code_challenge", &challenge));
+        q.extend_from_slice(extra);
+        format!("{}/oauth/authorize?{}", self.issuer, serde_urlencoded::to_string(&q).unwrap())
+    }
+
+    /// Signs `account` in with our own client side and returns pimgate's code for the PIM.
+    async fn code(&self, account: &str, verifier: &str) -> String {
+        let landing = self
+            .walk(&self.authorize_url(verifier, &[]), account, Some(&self.pim.url))
+            .await;
+        let u = reqwest::Url::parse(&landing.url).unwrap();
+        let code = u.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.into_owned());
+        code.unwrap_or_else(|| panic!("no code in {}", landing.url))
+    }
+
+    /// The URL the IdP sends the browser back to pimgate with (not yet requested).
+    async fn idp_callback(&self, account: &str) -> String {
+        let url = self.authorize_url(&verifier(), &[]);
+        self.walk(&url, account, Some(&format!("{}/sso/", self.issuer))).await.url
+    }
+
+    async fn redeem(&self, code: &str, verifier: Option<&str>) -> (StatusCode, Value) {
+        let redirect = format!("{}/callback", self.pim.url);
+        let mut form = vec![("grant_type", "authorization_code"), ("code", code), ("redirect_uri", &redirect)];
+        if let Some(v) = verifier {
+            form.push(("code_verifier", v));
+        }
+        let r = self
+            .app
+            .client
+            .post(format!("{}/oauth/token", self.issuer))
+            .basic_auth("pim", Some(PIM_SECRET))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json().await.unwrap())
+    }
+
+    async fn refresh(&self, token: &str) -> (StatusCode, Value) {
+        let r = self
+            .app
+            .client
+            .post(format!("{}/oauth/token", self.issuer))
+            .form(&[("grant_type", "refresh_token"), ("refresh_token", token), ("client_id", "pim"), ("client_secret", PIM_SECRET)])
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json().await.unwrap())
+    }
+
+    async fn userinfo(&self, access_token: &str) -> (StatusCode, Value) {
+        let r = self
+            .app
+            .client
+            .get(format!("{}/oauth/userinfo", self.issuer))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn tamper(&self, mode: &str) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/__test/tamper", self.idp.url))
+            .json(&json!({ "mode": mode }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT, "tamper {mode}");
+    }
+
+    /// Provisions a user on `corp` over SCIM (externalId = the IdP's subject), optionally
+    /// in the `g-editors` group; its pimgate id.
+    async fn provision(&self, account: &str, editor: bool) -> String {
+        let (s, user) = self
+            .app
+            .call_as(
+                "corp-scim-token-0123456789",
+                "corp",
+                reqwest::Method::POST,
+                "/Users",
+                Some(json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                    "userName": format!("{account}@corp.example"),
+                    "externalId": account,
+                    "active": true
+                })),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{user}");
+        let id = user["id"].as_str().unwrap().to_owned();
+        if editor {
+            let (s, g) = self
+                .app
+                .call_as(
+                    "corp-scim-token-0123456789",
+                    "corp",
+                    reqwest::Method::POST,
+                    "/Groups",
+                    Some(json!({
+                        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                        "displayName": format!("Editors {account}"),
+                        "externalId": "g-editors",
+                        "members": [{"value": id}]
+                    })),
+                )
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{g}");
+        }
+        id
+    }
+}
+
+fn verifier() -> String {
+    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
+/// The claims of a JWT, unverified (the PIM stand-in verified it).
+fn jwt_part(token: &str, i: usize) -> Value {
+    let part = token.split('.').nth(i).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+async fn access_api_claims(w: &World, user: &str) -> Value {
+    let r = w
+        .app
+        .client
+        .get(format!("{}/access/v1/connections/corp/users/{user}/claims", w.issuer))
+        .bearer_auth(crate::helpers::ACCESS_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
+async fn full_login(w: &World) {
+    let alice = w.provision("alice", true).await;
+    let landing = w.pim_login("alice").await;
+    assert_eq!(landing.status, StatusCode::OK, "{}", landing.body);
+    let out = landing.json();
+    let expected = access_api_claims(w, &alice).await;
+
+    // The ID token, verified by the stock client against pimgate's JWKS.
+    let id = &out["id_token_claims"];
+    assert_eq!(id["iss"], w.issuer);
+    assert_eq!(id["aud"], "pim");
+    assert_eq!(id["sub"], alice);
+    assert_eq!(id["connection"], "corp");
+    assert_eq!(id["roles"], json!([EDITOR_ROLE]));
+    assert_eq!(id["userGroups"], json!([DENMARK]));
+    assert_eq!(id["configVersion"], expected["configVersion"]);
+    assert_eq!(jwt_part(out["id_token"].as_str().unwrap(), 0)["alg"], "ES256");
+
+    // The access token: RFC 9068.
+    let at = out["access_token"].as_str().unwrap();
+    let header = jwt_part(at, 0);
+    assert_eq!(header["typ"], "at+jwt");
+    let claims = jwt_part(at, 1);
+    for k in ["iss", "exp", "aud", "sub", "client_id", "iat", "jti", "scope"] {
+        assert!(claims.get(k).is_some(), "access token without {k}: {claims}");
+    }
+    assert!(at.len() < 4096 && out["id_token"].as_str().unwrap().len() < 4096);
+
+    // Userinfo: the claims document the access model gives this user, plus sub.
+    let mut userinfo = out["userinfo"].clone();
+    assert_eq!(userinfo["sub"], alice);
+    userinfo.as_object_mut().unwrap().remove("sub");
+    let mut expected_doc = expected.clone();
+    expected_doc.as_object_mut().unwrap().remove("sub");
+    assert_eq!(userinfo, expected_doc);
+
+    // A refresh grant worked, and its ID token says the same.
+    assert!(out["refresh_token"].is_string(), "{out}");
+    assert_eq!(out["refreshed"]["id_token_claims"]["roles"], json!([EDITOR_ROLE]));
+}
+
+#[tokio::test]
+async fn login_through_pimgate_reaches_the_pim_with_the_access_models_claims_sqlite() {
+    let w = start(Db::Sqlite, |_| {}).await;
+    full_login(&w).await;
+}
+
+#[tokio::test]
+async fn login_through_pimgate_reaches_the_pim_with_the_access_models_claims_postgres_redis() {
+    let prefix = format!("pimgate-test-{}", uuid::Uuid::new_v4().simple());
+    let p = prefix.clone();
+    let w = start(Db::Postgres, move |s| {
+        s.redis.url = Some(SecretString::from(crate::helpers::redis_url()));
+        s.redis.key_prefix = p;
+    })
+    .await;
+    full_login(&w).await;
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn token_groups_grant_access_to_a_user_in_no_scim_group() {
+    let w = start(Db::Sqlite, |_| {}).await;
+    let bob = w.provision("bob", false).await;
+    let out = w.pim_login("bob").await.json();
+    assert_eq!(out["id_token_claims"]["sub"], bob);
+    assert_eq!(out["id_token_claims"]["roles"], json!([EDITOR_ROLE]), "from the token's groups");
+}
+
+#[tokio::test]
+async fn state_mismatch_is_refused() {
+    let w = start(Db::Sqlite, |_| {}).await;
+    w.provision("alice", true).await;
+    let cb = w.idp_callback("alice").await;
+    let forged = cb.replace("state=", "state=x");
+    let landing = w.walk(&forged, "alice", None).await;
+    landing.assert_page(StatusCode::BAD_REQUEST, "expired");
+    // The real state still works once the forged one failed? No: it stays single use only for
+    // itself; the login is still pending and completes.
+    let ok = w.walk(&cb, "alice", Some(&w.pim.url)).await;
+    assert!(ok.url.contains("code="), "{}", ok.url);
+}
+
+#[tokio::test]
+async fn login_started_in_another_browser_is_refused() {
+    let w = start(Db::Sqlite, |_| {}).await;
+    w.provision("alice", true).await;
+    let cb = w.idp_callback("alice").await;
+    let other = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = other.get(&cb).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("another browser"));
+}
+
+#[tokio::test]
+async fn replayed_upstream_code_is_refused() {
+    let w = start(Db::Sqlite, |_| {}).await;
+    w.provision("alice", true).await;
+    let cb = w.idp_callback("alice").await;
+    let first = w.walk(&cb, "alice", Some(&w.pim.url)).await;
+    assert!(first.url.contains("code="), "{}", first.url);
+    let again = w.walk(&cb, "alice", None).await;
+    again.assert_page(StatusCode::BAD_REQUEST, "already used");
+}
+
+#[tokio::test]
+async fn replayed_downstream_code_revokes_what_it_issued() {
+    let w = start(Db::Sqlite, |_| {}).await;
+    w.provision("alice", true).await;
+    let v = verifier();
+    let code = w.code("alice", &v).await;
+    let (s, tokens) = w.redeem(&code, Some(&v)).await;
+    assert_eq!(s, StatusCode::OK, "{tokens}");
+    let at = tokens["access_token"].as_str().unwrap();
+    assert_eq!(w.userinfo(at).await.0, StatusCode::OK);
+    let (s, err) = w.redeem(&code, Some(&v)).await;
+    assert_eq!((s, err["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    let (s, err) = w.refresh(tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!((s, err["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "refresh revoked");
+    let (s, _) = w.userinfo(at).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "the access token's grant is revoked");
+}
+
+#[tokio::test]
+async fn missing_or_wrong_pkce_verifier_is_invalid_grant() {
+    let w = start(Db::Sqlite, |_| {}).await;
+    w.provision("alice", true).await;
+    let v = verifier();
+    let code = w.code("alice", &v).await;
+    let (s, err) = w.redeem(&code, None).await;
+    assert_eq!((s, err["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{err}");
+    let code = w.code("alice", &v).await;
+    let (s, err) = w.redeem(&code, Some(&verifier())).await;
+    assert_eq!((s, err["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{err}");
+}
+
+#[tokio::test]
+async fn public_client_without_pkce_is_refused_at_authorize() {
+    let w = start(Db::Sqlite, |s| {
+        s.oidc.clients.get_mut("pim").unwrap().client_secret = None;
+    })
+    .await;
+    let url = format!(
+        "{}/oauth/authorize?response_type=code&client_id=pim&scope=openid&state=s1&redirect_uri={}",
+        w.issuer,
+        urlencode(&format!("{}/callback", w.pim.url))
+    );
+    let r = w.browser.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let loc = r.headers()["location"].to_str().unwrap();
+    assert!(loc.starts_with(&format!("{}/callback?", w.pim.url)), "{loc}");
+    assert!(loc.contains("error=invalid_request") && loc.contains("state=s1"), "{loc}");
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Each forged or broken ID token from the real IdP is refused by pimgate's relying party,
+/// with a page, and no code reaches the PIM.
+async fn refused_id_token(mode: &str) {
+    let w = start(Db::Sqlite, |_| {}).await;
+    w.provision("alice", true).await;
+    let cb = w.idp_callback("alice").await;
+    w.tamper(mode).await;
+    let landing = w.walk(&cb, "alice", Some(&w.pim.url)).await;
+    assert!(!landing.url.starts_with(&w.pim.url), "{mode}: reached the PIM: {}", landing.url);
+    landing.assert_page(StatusCode::BAD_REQUEST, "could not be verified");
+}
+
+#[tokio::test]
+async fn nonce_mismatch_is_refused() {
+    refused_id_token("nonce").await;
+}
+
+#[tokio::test]
+async fn wrong_issuer_is_refused() {
+    refused_id_token("wrong_iss").await;
+}
+
+#[tokio::test]
+async fn wrong_audience_is_refused() {
+    refused_id_token("wrong_aud").await;
+}
+
+#[tokio::test]
+async fn expired_id_token_is_refused() {
+    refused_id_token("expired").await;
+}
+
+#[tokio::test]
+async fn alg_none_is_refused() {
+    refused_id_token("alg_none").await;
+}
+
+#[tokio::test]
+async fn hs256_keyed_with_the_idps_public_key_is_refused() {
+    refused_id_token("hs256_pubkey").await;
+}
+
+#[tokio::test]
+async fn a_key_the_idp_does_not_publish_is_refused() {
+    refused_id_token("unknown_kid").await;
+}
+
+#[tokio::test]
+async fn unknown_kid_after_the_idp_rotates_its_keys_is_fetched_and_the_login_succeeds() {
+    let w = start(Db::Sqlite, |_| {}).await;
+    w.provision("alice", true).await;
+    assert_eq!(w.pim_login("alice").await.status, StatusCode::OK);
+    let stats = |w: &World| {
+        let url = format!("{}/__test/stats", w.idp.url);
+        async move { get_json(&reqwest::Client::new(), &url).await.1["jwks_fetches"].as_i64().unwrap() }
+    };
+    let before = stats(&w).await;
+    let r = reqwest::Client::new().post(format!("{}/__test/rotate", w.idp.url)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let landing = w.pim_login("alice").await;
+    assert_eq!(landing.status, StatusCode::OK, "{}", landing.body);
+    assert_eq!(stats(&w).await, before + 1, "one JWKS fetch for the new key");
+}
+
+#[tokio::test]
+async fn unregistered_redirect_uris_and_open_redirects_get_a_page_never_a_redirect() {
+    let w = start(Db::Sqlite, |_| {}).await;
+    let registered = format!("{}/callback", w.pim.url);
+    for bad in [
+        "https://evil.example/callback".to_owned(),
+        format!("{registered}/../evil"),
+        format!("{registered}?next=https://evil.example"),
+        format!("{registered}#x"),
+        "//evil.example/callback".to_owned(),
+        registered.to_uppercase(),
+        String::new(),
+    ] {
+        let url = format!(
+            "{}/oauth/authorize?response_type=code&client_id=pim&scope=openid&redirect_uri={}",
+            w.issuer,
+            urlencode(&bad)
+        );
+        let r = w.browser.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+        assert!(r.headers().get("location").is_none(), "{bad}");
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    }
+    let r = w
+        .browser
+        .get(format!("{}/oauth/authorize?response_type=code&client_id=nobody&scope=openid&redirect_uri={}", w.issuer, urlencode(&registered)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "unknown client");
+    assert!(r.text().await.unwrap().contains("Unknown application"));
+}
+
+#[tokio::test]
+async fn deactivated_user_is_refused() {
+    let w = start(Db::Sqlite, |_| {}).await;
+    let alice = w.provision("alice", true).await;
+    let (s, _) = w
+        .app
+        .call_as(
+            "corp-scim-token-0123456789",
+            "corp",
+            reqwest::Method::PATCH,
+            &format!("/Users/{alice}"),
+            Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "value": {"active": false}}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let landing = w.pim_login("alice").await;
+    landing.assert_page(StatusCode::FORBIDDEN, "deactivated");
+}
+
+#[tokio::test]
+async fn unprovisioned_person_is_refused_or_created_just_in_time() {
+    let w = start(Db::Sqlite, |_| {}).await;
+    w.pim_login("bob").await.assert_page(StatusCode::FORBIDDEN, "not been provisioned");
+    drop(w);
+    let w = start(Db::Sqlite, |s| {
+        s.connections.get_mut("corp").unwrap().sso.as_mut().unwrap().unprovisioned = "create".into();
+    })
+    .await;
+    let out = w.pim_login("bob").await;
+    assert_eq!(out.status, StatusCode::OK, "{}", out.body);
+    let sub = out.json()["id_token_claims"]["sub"].as_str().unwrap().to_owned();
+    let (s, user) = w
+        .app
+        .call_as("corp-scim-token-0123456789", "corp", reqwest::Method::GET, &format!("/Users/{sub}"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(user["externalId"], "bob", "SCIM can adopt the user by externalId");
+}
+
+#[tokio::test]
+async fn a_person_without_access_sees_a_page() {
+    let w = start(Db::Sqlite, |_| {}).await;
+    w.provision("carol", false).await;
+    w.pim_login("carol").await.assert_page(StatusCode::FORBIDDEN, "no access");
+}
+
+#[tokio::test]
+async fn prompt_none_without_an_idp_session_answers_login_required_to_the_client() {
+    let w = start(Db::Sqlite, |_| {}).await;
+    w.provision("alice", true).await;
+    let landing = w.walk(&w.authorize_url(&verifier(), &[("prompt", "none")]), "alice", Some(&w.pim.url)).await;
+    assert!(landing.url.contains("error=login_required"), "{}", landing.url);
+    assert!(landing.url.contains("state=st-123"), "{}", landing.url);
+}
+
+#[tokio::test]
+async fn several_connections_get_a_chooser_page_unless_the_hint_names_one() {
+    let w = start(Db::Sqlite, |s| {
+        let mut other = s.connections["corp"].sso.clone().unwrap();
+        other.domains = vec!["other.example".into()];
+        s.connections.get_mut("other").unwrap().sso = Some(other);
+    })
+    .await;
+    let r = w.browser.get(w.authorize_url(&verifier(), &[])).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("connection=corp") && page.contains("connection=other"), "{page}");
+    let r = w
+        .browser
+        .get(w.authorize_url(&verifier(), &[("login_hint", "alice@corp.example")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(r.headers()["location"].to_str().unwrap().starts_with(&w.idp.url));
+}
+
+#[tokio::test]
+async fn discovery_names_every_endpoint_and_the_token_endpoint_speaks_rfc_6749() {
+    let w = start(Db::Sqlite, |_| {}).await;
+    let (s, d) = get_json(&w.app.client, &format!("{}/.well-known/openid-configuration", w.issuer)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(d["issuer"], w.issuer);
+    assert_eq!(d["code_challenge_methods_supported"], json!(["S256"]));
+    let r = w
+        .app
+        .client
+        .post(format!("{}/oauth/token", w.issuer))
+        .basic_auth("pim", Some("wrong-secret"))
+        .form(&[("grant_type", "authorization_code"), ("code", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_client");
+    let r = w
+        .app
+        .client
+        .post(format!("{}/oauth/token", w.issuer))
+        .basic_auth("pim", Some(PIM_SECRET))
+        .form(&[("grant_type", "password")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "unsupported_grant_type");
+    let _ = TOKEN;
+}
