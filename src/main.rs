@@ -58,6 +58,25 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// The keys pimgate signs tokens with (single sign-on).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Show each signing key and its state (published, active, retired).
+    List,
+    /// Make a new signing key: published now, signing after `oidc.key_publish_lead_seconds`
+    /// so verifiers' cached key sets have it first.
+    Rotate {
+        /// Sign with the new key at once (a key believed compromised); verifiers that cached
+        /// the key set may refuse new tokens until they fetch it again.
+        #[arg(long)]
+        now: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -202,6 +221,45 @@ async fn dispatch(command: Command, v: Validated) -> anyhow::Result<()> {
         Command::Token { action } => {
             let store = pimgate::app::open_store(&v).await?;
             token_command(&v, &store, action).await
+        }
+        Command::Keys { action } => {
+            if !v.sso.enabled() {
+                anyhow::bail!(
+                    "single sign-on is not configured (no [oidc.clients] and no [connections.NAME.sso]): there are no signing keys"
+                );
+            }
+            let store = pimgate::app::open_store(&v).await?;
+            let keys = pimgate::app::signing_keys(
+                &v,
+                &Stores::of(Arc::new(store)),
+                Arc::new(SystemClock),
+            )?;
+            match action {
+                KeysAction::List => {
+                    keys.maintain().await?;
+                    println!("KID\tGENERATION\tALG\tPUBLISHED\tSIGNS FROM\tSTATE");
+                    for (k, state) in keys.list().await? {
+                        println!(
+                            "{}\t{}\t{}\t{}\t{}\t{state}",
+                            k.kid,
+                            k.generation,
+                            k.alg,
+                            k.created.to_rfc3339(),
+                            k.signs_from.to_rfc3339()
+                        );
+                    }
+                }
+                KeysAction::Rotate { now } => {
+                    keys.maintain().await?;
+                    let kid = keys.rotate(now).await?;
+                    if now {
+                        println!("key {kid} signs from now");
+                    } else {
+                        println!("key {kid} is published and signs after the publish lead");
+                    }
+                }
+            }
+            Ok(())
         }
     }
 }

@@ -208,9 +208,7 @@ impl App {
             self.state.scim.directory().events().subscribe(),
         ))];
         if self.sso_enabled {
-            tasks.push(tokio::spawn(maintain_keys(
-                self.state.oidc.keys().clone(),
-            )));
+            tasks.push(tokio::spawn(maintain_keys(self.state.oidc.keys().clone())));
         }
         if let Some(source) = &self.source {
             tasks.push(tokio::spawn(reload::on_sighup(
@@ -240,6 +238,31 @@ fn build_oidc(
     flow: Arc<dyn crate::ephemeral::Ephemeral>,
     clock: Arc<dyn Clock>,
 ) -> Result<crate::oauth::OidcProvider, RunError> {
+    let sso = &config.sso;
+    let p = &sso.provider;
+    let keys = signing_keys(config, stores, clock.clone())?;
+    Ok(crate::oauth::OidcProvider::new(
+        crate::oauth::service::ProviderParts {
+            issuer: sso.enabled().then(|| sso.issuer.clone()).flatten(),
+            provider: p.clone(),
+            sso: crate::sso::SsoService::new(&sso.upstream, clock.clone()),
+            access: access.clone(),
+            directory: directory.clone(),
+            grants: stores.grants.clone(),
+            keys,
+            flow,
+            clock,
+        },
+    ))
+}
+
+/// The signing keys of this configuration's store. Without single sign-on configured no
+/// key-encryption key is read or made (the keys are then never used).
+pub fn signing_keys(
+    config: &Validated,
+    stores: &Stores,
+    clock: Arc<dyn Clock>,
+) -> Result<crate::oauth::keys::SigningKeys, RunError> {
     use crate::oauth::keys::{Kek, KeyPolicy, SigningKeys};
     let sso = &config.sso;
     let p = &sso.provider;
@@ -254,28 +277,17 @@ fn build_oidc(
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
         Kek::from_bytes(&bytes)?
     };
-    let keys = SigningKeys::new(
+    Ok(SigningKeys::new(
         stores.keys.clone(),
         kek,
-        clock.clone(),
+        clock,
         KeyPolicy {
             alg: p.signing_alg,
             rotation: p.key_rotation,
             publish_lead: p.key_publish_lead,
             max_token_ttl: p.access_token_ttl.max(p.id_token_ttl),
         },
-    );
-    Ok(crate::oauth::OidcProvider::new(crate::oauth::service::ProviderParts {
-        issuer: sso.enabled().then(|| sso.issuer.clone()).flatten(),
-        provider: p.clone(),
-        sso: crate::sso::SsoService::new(&sso.upstream, clock.clone()),
-        access: access.clone(),
-        directory: directory.clone(),
-        grants: stores.grants.clone(),
-        keys,
-        flow,
-        clock,
-    }))
+    ))
 }
 
 /// Makes the first signing key, rotates on schedule and removes expired keys: at start and

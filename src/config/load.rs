@@ -577,6 +577,42 @@ mod tests {
     }
 
     #[test]
+    fn single_sign_on_needs_a_public_url_and_names_its_keys() {
+        let sso = "[connections.corp.sso]\nissuer = \"https://idp.example\"\nclient_id = \"c\"\nclient_secret = \"upstream-secret-value\"\n";
+        let err = validate(parse(sso, "x").unwrap()).unwrap_err();
+        assert!(err.to_string().starts_with("server.public_url"), "{err}");
+        assert!(err.to_string().contains("connections.corp.sso"), "{err}");
+        let client = "[oidc.clients.pim]\nredirect_uris = [\"https://pim.example/cb\"]\n";
+        let err = validate(parse(client, "x").unwrap()).unwrap_err();
+        assert!(err.to_string().starts_with("server.public_url"), "{err}");
+        let base = format!("[server]\npublic_url = \"https://gw.example\"\n{sso}");
+        for (extra, key) in [
+            ("[oidc]\nsigning_alg = \"RS256\"\n", "oidc.signing_alg"),
+            (
+                "[oidc.clients.pim]\nredirect_uris = [\"http://pim.example/cb\"]\n",
+                "oidc.clients.pim.redirect_uris",
+            ),
+            (
+                "[oidc.clients.pim]\nredirect_uris = [\"https://pim.example/cb\"]\nclient_secret = \"short\"\n",
+                "oidc.clients.pim.client_secret",
+            ),
+            (
+                "[oidc.clients.pim]\nredirect_uris = [\"https://pim.example/cb\"]\nconnections = [\"nope\"]\n",
+                "oidc.clients.pim.connections",
+            ),
+        ] {
+            let err = validate(parse(&format!("{base}{extra}"), "x").unwrap()).unwrap_err();
+            assert!(err.to_string().starts_with(key), "{extra}: {err}");
+        }
+        let err = parse(&format!("{base}tenant = 1\n"), "x").unwrap_err();
+        assert!(err.to_string().contains("tenant"), "{err}");
+        let v = validate(parse(&base, "x").unwrap()).unwrap();
+        assert!(v.sso.enabled());
+        let shown = format!("{v:?}");
+        assert!(!shown.contains("upstream-secret-value"), "{shown}");
+    }
+
+    #[test]
     fn the_shipped_config_is_valid() {
         let text =
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/pimgate.toml"))

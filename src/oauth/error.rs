@@ -85,7 +85,8 @@ impl IntoResponse for TokenFailure {
                     Json(json!({"error": "invalid_token", "error_description": why})),
                 )
                     .into_response();
-                let challenge = format!("Bearer error=\"invalid_token\", error_description=\"{why}\"");
+                let challenge =
+                    format!("Bearer error=\"invalid_token\", error_description=\"{why}\"");
                 if let Ok(v) = HeaderValue::from_str(&challenge) {
                     resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
                 }
@@ -93,15 +94,27 @@ impl IntoResponse for TokenFailure {
             }
             TokenFailure::Store(DirectoryError::Unavailable(e)) => {
                 tracing::warn!(error = %e, "token request: the store is unavailable");
-                (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again shortly".to_owned())
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "try again shortly".to_owned(),
+                )
             }
             TokenFailure::Flow(e) => {
                 tracing::warn!(error = %e, "token request: the sign-in state store is unavailable");
-                (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again shortly".to_owned())
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "try again shortly".to_owned(),
+                )
             }
             other => {
                 tracing::error!(error = %other, "token request failed");
-                (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error".to_owned())
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "internal error".to_owned(),
+                )
             }
         };
         let mut resp = (

@@ -49,7 +49,9 @@ const VERIFIER_SKEW_MS: u64 = 5 * 60 * 1000;
 pub enum KeyError {
     #[error("key-encryption key {path}: {message}")]
     Kek { path: String, message: String },
-    #[error("signing key {kid} cannot be decrypted with this key-encryption key (was the key file replaced?)")]
+    #[error(
+        "signing key {kid} cannot be decrypted with this key-encryption key (was the key file replaced?)"
+    )]
     Decrypt { kid: String },
     #[error("no signing key is active")]
     NoActiveKey,
@@ -162,7 +164,13 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// A freshly generated key: its stored form.
-fn generate(alg: SigningAlg, kek: &Kek, generation: i64, created: Timestamp, signs_from: Timestamp) -> Result<SigningKeyRow, KeyError> {
+fn generate(
+    alg: SigningAlg,
+    kek: &Kek,
+    generation: i64,
+    created: Timestamp,
+    signs_from: Timestamp,
+) -> Result<SigningKeyRow, KeyError> {
     let rng = SystemRandom::new();
     let gen_err = |e: aws_lc_rs::error::Unspecified| KeyError::Generate(e.to_string());
     let (pkcs8, jwk_core) = match alg {
@@ -173,17 +181,25 @@ fn generate(alg: SigningAlg, kek: &Kek, generation: i64, created: Timestamp, sig
                 .map_err(|e| KeyError::Generate(e.to_string()))?;
             let point = pair.public_key().as_ref();
             if point.len() != 65 || point[0] != 4 {
-                return Err(KeyError::Generate("unexpected P-256 public key form".into()));
+                return Err(KeyError::Generate(
+                    "unexpected P-256 public key form".into(),
+                ));
             }
             let (x, y) = (B64.encode(&point[1..33]), B64.encode(&point[33..65]));
-            (doc.as_ref().to_vec(), json!({"crv": "P-256", "kty": "EC", "x": x, "y": y}))
+            (
+                doc.as_ref().to_vec(),
+                json!({"crv": "P-256", "kty": "EC", "x": x, "y": y}),
+            )
         }
         SigningAlg::EdDsa => {
             let doc = Ed25519KeyPair::generate_pkcs8(&rng).map_err(gen_err)?;
             let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref())
                 .map_err(|e| KeyError::Generate(e.to_string()))?;
             let x = B64.encode(pair.public_key().as_ref());
-            (doc.as_ref().to_vec(), json!({"crv": "Ed25519", "kty": "OKP", "x": x}))
+            (
+                doc.as_ref().to_vec(),
+                json!({"crv": "Ed25519", "kty": "OKP", "x": x}),
+            )
         }
     };
     // RFC 7638 thumbprint: SHA-256 of the required members in lexicographic order (the
@@ -213,7 +229,9 @@ pub enum KeyState {
     Published,
     Active,
     /// Published until the instant given.
-    Retired { until: Timestamp },
+    Retired {
+        until: Timestamp,
+    },
     /// Its last token has expired; removed at the next maintenance.
     Expired,
 }
@@ -290,7 +308,12 @@ fn ms(d: Duration) -> u64 {
 }
 
 impl SigningKeys {
-    pub fn new(store: Arc<dyn KeyStore>, kek: Kek, clock: Arc<dyn Clock>, policy: KeyPolicy) -> Self {
+    pub fn new(
+        store: Arc<dyn KeyStore>,
+        kek: Kek,
+        clock: Arc<dyn Clock>,
+        policy: KeyPolicy,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -410,10 +433,7 @@ impl SigningKeys {
     }
 
     /// The key that signs now.
-    pub async fn with_signer<T>(
-        &self,
-        f: impl FnOnce(Signer<'_>) -> T,
-    ) -> Result<T, KeyError> {
+    pub async fn with_signer<T>(&self, f: impl FnOnce(Signer<'_>) -> T) -> Result<T, KeyError> {
         let set = self.fresh().await?;
         let now = self.now();
         let states = self.states(&set, now);
@@ -521,7 +541,10 @@ impl SigningKeys {
         };
         if let Some(pending) = set.keys.last().filter(|k| k.row.signs_from > now) {
             if immediately {
-                self.inner.store.set_signs_from(&pending.row.kid, now).await?;
+                self.inner
+                    .store
+                    .set_signs_from(&pending.row.kid, now)
+                    .await?;
             }
             let kid = pending.row.kid.clone();
             self.reload().await?;
@@ -533,8 +556,19 @@ impl SigningKeys {
         Ok(kid)
     }
 
-    async fn insert(&self, generation: i64, created: Timestamp, signs_from: Timestamp) -> Result<String, KeyError> {
-        let row = generate(self.inner.policy.alg, &self.inner.kek, generation, created, signs_from)?;
+    async fn insert(
+        &self,
+        generation: i64,
+        created: Timestamp,
+        signs_from: Timestamp,
+    ) -> Result<String, KeyError> {
+        let row = generate(
+            self.inner.policy.alg,
+            &self.inner.kek,
+            generation,
+            created,
+            signs_from,
+        )?;
         if self.inner.store.insert_signing_key(&row).await? {
             tracing::info!(kid = %row.kid, generation, signs_from = %signs_from.to_rfc3339(), "new signing key published");
         }
@@ -554,6 +588,9 @@ mod tests {
         assert!(kek.open("another-kid", &row.private_key).is_err());
         let other = Kek::from_bytes(&[8u8; 32]).unwrap();
         assert!(other.open(&row.kid, &row.private_key).is_err());
-        assert!(!row.public_jwk.contains("\"d\""), "no private part in the JWK");
+        assert!(
+            !row.public_jwk.contains("\"d\""),
+            "no private part in the JWK"
+        );
     }
 }

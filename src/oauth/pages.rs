@@ -33,11 +33,16 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
     );
     let mut resp = (status, html).into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"),
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
@@ -70,11 +75,19 @@ impl IntoResponse for FailurePage {
 pub fn chooser(links: &[(String, String)]) -> Response {
     let items: String = links
         .iter()
-        .map(|(label, href)| format!("<li><a href=\"{}\">{}</a></li>", escape(href), escape(label)))
+        .map(|(label, href)| {
+            format!(
+                "<li><a href=\"{}\">{}</a></li>",
+                escape(href),
+                escape(label)
+            )
+        })
         .collect();
     page(
         StatusCode::OK,
         "Choose how to sign in",
-        &format!("<h1>Choose how to sign in</h1><p>Sign in with your organisation's account:</p><ul>{items}</ul>"),
+        &format!(
+            "<h1>Choose how to sign in</h1><p>Sign in with your organisation's account:</p><ul>{items}</ul>"
+        ),
     )
 }

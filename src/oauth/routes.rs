@@ -77,7 +77,11 @@ async fn permissions(State(op): State<OidcProvider>) -> Response {
 
 /// The parameters of a GET query or a POSTed form.
 fn params(method: &Method, query: &str, form: &[u8]) -> BTreeMap<String, String> {
-    let raw: &[u8] = if method == Method::POST { form } else { query.as_bytes() };
+    let raw: &[u8] = if method == Method::POST {
+        form
+    } else {
+        query.as_bytes()
+    };
     serde_urlencoded::from_bytes::<Vec<(String, String)>>(raw)
         .unwrap_or_default()
         .into_iter()
@@ -151,7 +155,9 @@ fn basic(headers: &HeaderMap) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (id, secret) = text.split_once(':')?;
     let dec = |s: &str| {
@@ -162,7 +168,11 @@ fn basic(headers: &HeaderMap) -> Option<(String, String)> {
     Some((dec(id)?, dec(secret)?))
 }
 
-async fn token(State(op): State<OidcProvider>, headers: HeaderMap, RawForm(form): RawForm) -> Response {
+async fn token(
+    State(op): State<OidcProvider>,
+    headers: HeaderMap,
+    RawForm(form): RawForm,
+) -> Response {
     let form = params(&Method::POST, "", &form);
     let creds = ClientCredentials {
         basic: basic(&headers),

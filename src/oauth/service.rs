@@ -125,7 +125,10 @@ pub enum AuthorizeOutcome {
 #[derive(Debug)]
 pub enum CallbackOutcome {
     /// Back to the client (with a code or an error), clearing the login cookie.
-    ToClient { location: String, clear_cookie: String },
+    ToClient {
+        location: String,
+        clear_cookie: String,
+    },
     Page(FailurePage),
 }
 
@@ -190,7 +193,12 @@ pub struct ProviderParts {
     pub clock: Arc<dyn Clock>,
 }
 
-fn page(status: StatusCode, title: &'static str, message: impl Into<String>, log: &str) -> FailurePage {
+fn page(
+    status: StatusCode,
+    title: &'static str,
+    message: impl Into<String>,
+    log: &str,
+) -> FailurePage {
     let id = correlation_id();
     let message = message.into();
     if status.is_server_error() {
@@ -319,7 +327,9 @@ impl OidcProvider {
                 "unknown client_id",
             ));
         };
-        let Some(redirect_uri) = p("redirect_uri").filter(|r| client.redirect_uris.iter().any(|u| u == r)) else {
+        let Some(redirect_uri) =
+            p("redirect_uri").filter(|r| client.redirect_uris.iter().any(|u| u == r))
+        else {
             return AuthorizeOutcome::Page(page(
                 StatusCode::BAD_REQUEST,
                 "This sign-in link is not valid",
@@ -341,7 +351,10 @@ impl OidcProvider {
             return back("request_not_supported", "request objects are not supported");
         }
         if p("response_type") != Some("code") {
-            return back("unsupported_response_type", "only response_type=code is supported");
+            return back(
+                "unsupported_response_type",
+                "only response_type=code is supported",
+            );
         }
         if let Some(mode) = p("response_mode")
             && mode != "query"
@@ -354,13 +367,19 @@ impl OidcProvider {
         }
         for k in ["state", "nonce", "login_hint", "scope"] {
             if p(k).is_some_and(|v| v.len() > MAX_PARAM) {
-                return back("invalid_request", &format!("{k} is longer than {MAX_PARAM} characters"));
+                return back(
+                    "invalid_request",
+                    &format!("{k} is longer than {MAX_PARAM} characters"),
+                );
             }
         }
         let challenge = p("code_challenge");
         match (challenge, p("code_challenge_method")) {
             (None, _) if client.secret_hash.is_none() => {
-                return back("invalid_request", "PKCE is required: send code_challenge with code_challenge_method=S256");
+                return back(
+                    "invalid_request",
+                    "PKCE is required: send code_challenge with code_challenge_method=S256",
+                );
             }
             (Some(_), Some(m)) if m != "S256" => {
                 return back("invalid_request", "code_challenge_method must be S256");
@@ -368,8 +387,17 @@ impl OidcProvider {
             (Some(_), None) => {
                 return back("invalid_request", "code_challenge_method must be S256");
             }
-            (Some(c), _) if c.len() < 43 || c.len() > 128 || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => {
-                return back("invalid_request", "code_challenge is not a base64url S256 challenge");
+            (Some(c), _)
+                if c.len() < 43
+                    || c.len() > 128
+                    || !c
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+            {
+                return back(
+                    "invalid_request",
+                    "code_challenge is not a base64url S256 challenge",
+                );
             }
             _ => {}
         }
@@ -377,7 +405,10 @@ impl OidcProvider {
         if let Some(pr) = prompt {
             let values: Vec<&str> = pr.split(' ').collect();
             if values.contains(&"none") && values.len() > 1 {
-                return back("invalid_request", "prompt=none cannot be combined with other values");
+                return back(
+                    "invalid_request",
+                    "prompt=none cannot be combined with other values",
+                );
             }
         }
         let upstream_prompt = prompt.and_then(|pr| {
@@ -407,17 +438,25 @@ impl OidcProvider {
                     ));
                 }
             }
-        } else if let Some(c) = login_hint.and_then(|h| self.inner.sso.by_domain(h, &client.connections)) {
+        } else if let Some(c) =
+            login_hint.and_then(|h| self.inner.sso.by_domain(h, &client.connections))
+        {
             c.clone()
         } else {
             if upstream_prompt == Some("none") {
-                return back("interaction_required", "the person must choose how to sign in");
+                return back(
+                    "interaction_required",
+                    "the person must choose how to sign in",
+                );
             }
             let links = client
                 .connections
                 .iter()
                 .map(|c| {
-                    let mut q: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    let mut q: Vec<(&str, &str)> = params
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect();
                     q.push(("connection", c.as_str()));
                     let query = serde_urlencoded::to_string(&q).unwrap_or_default();
                     (c.to_string(), format!("{iss}/oauth/authorize?{query}"))
@@ -429,7 +468,8 @@ impl OidcProvider {
             return AuthorizeOutcome::Page(unavailable("connection without sso"));
         };
         let login_state = random();
-        let (location, upstream) = match idp.begin(&login_state, upstream_prompt, login_hint).await {
+        let (location, upstream) = match idp.begin(&login_state, upstream_prompt, login_hint).await
+        {
             Ok(x) => x,
             Err(e) => {
                 return AuthorizeOutcome::Page(page(
@@ -462,7 +502,11 @@ impl OidcProvider {
         if let Err(e) = self
             .inner
             .flow
-            .put(&format!("login:{}", sha256_hex(&login_state)), &record, LOGIN_TTL)
+            .put(
+                &format!("login:{}", sha256_hex(&login_state)),
+                &record,
+                LOGIN_TTL,
+            )
             .await
         {
             return AuthorizeOutcome::Page(unavailable(&e.to_string()));
@@ -517,7 +561,9 @@ impl OidcProvider {
             return expired();
         };
         let clear_cookie = self.cookie(login_state, "", 0);
-        let out = self.finish_login(connection, login_state, &pending, params, cookies).await;
+        let out = self
+            .finish_login(connection, login_state, &pending, params, cookies)
+            .await;
         match out {
             Ok(location) => CallbackOutcome::ToClient {
                 location,
@@ -548,7 +594,12 @@ impl OidcProvider {
         }
         let browser_ok = cookies
             .get(&Self::cookie_name(login_state))
-            .is_some_and(|v| crate::token::matches_any(&Sha256::digest(v.as_bytes()).into(), &[hex_array(&pending.browser)]));
+            .is_some_and(|v| {
+                crate::token::matches_any(
+                    &Sha256::digest(v.as_bytes()).into(),
+                    &[hex_array(&pending.browser)],
+                )
+            });
         if !browser_ok {
             return Err(page(
                 StatusCode::BAD_REQUEST,
@@ -572,10 +623,22 @@ impl OidcProvider {
             with_params(&req.redirect_uri, &ps)
         };
         if let Some(error) = p("error") {
-            let silent = ["login_required", "interaction_required", "consent_required", "account_selection_required"];
+            let silent = [
+                "login_required",
+                "interaction_required",
+                "consent_required",
+                "account_selection_required",
+            ];
             if req.prompt.as_deref() == Some("none") && silent.contains(&error) {
-                tracing::info!(connection, error, "silent sign-in not possible; the client is told");
-                return Ok(back(error, "the identity provider needs the person to sign in"));
+                tracing::info!(
+                    connection,
+                    error,
+                    "silent sign-in not possible; the client is told"
+                );
+                return Ok(back(
+                    error,
+                    "the identity provider needs the person to sign in",
+                ));
             }
             let described = p("error_description").unwrap_or_default();
             return Err(page(
@@ -585,11 +648,14 @@ impl OidcProvider {
                 &format!("IdP error {error}: {described}"),
             ));
         }
+        // RFC 9207: an `iss` in the answer must be this IdP's (a multi-tenant Entra issuer
+        // names the tenant instead; the ID token's check covers it).
+        let multi_tenant = ["/organizations/v2.0", "/common/v2.0"]
+            .iter()
+            .any(|t| idp.settings.issuer.ends_with(t));
         if let Some(their_iss) = p("iss")
-            && !idp.settings.issuer.contains("{tenantid}")
+            && !multi_tenant
             && their_iss.trim_end_matches('/') != idp.settings.issuer
-            && !idp.settings.issuer.ends_with("/organizations/v2.0")
-            && !idp.settings.issuer.ends_with("/common/v2.0")
         {
             return Err(page(
                 StatusCode::BAD_REQUEST,
@@ -626,23 +692,40 @@ impl OidcProvider {
             }
         };
         let s = &idp.settings;
-        let Some(subject) = identity.claims.get(&s.subject_claim).and_then(Value::as_str).filter(|v| !v.is_empty()) else {
+        let Some(subject) = identity
+            .claims
+            .get(&s.subject_claim)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+        else {
             return Err(page(
                 StatusCode::BAD_REQUEST,
                 "Your account could not be identified",
-                format!("Your identity provider did not say who you are (its token has no {:?} claim). Tell your administrator.", s.subject_claim),
+                format!(
+                    "Your identity provider did not say who you are (its token has no {:?} claim). Tell your administrator.",
+                    s.subject_claim
+                ),
                 "subject claim missing",
             ));
         };
-        let user_id = self.match_person(&conn, s, subject, &identity.claims).await?;
+        let user_id = self
+            .match_person(&conn, s, subject, &identity.claims)
+            .await?;
         let model = self.inner.access.model();
-        let reads_token = model.connection(&conn).is_some_and(|c| c.token_groups != TokenGroups::Ignore);
+        let reads_token = model
+            .connection(&conn)
+            .is_some_and(|c| c.token_groups != TokenGroups::Ignore);
         let token_groups = if reads_token {
             token_groups(&identity.claims, &s.groups_claim, &conn)
         } else {
             None
         };
-        let claims = match self.inner.access.claims_at_login(&conn, &user_id, token_groups.clone()).await {
+        let claims = match self
+            .inner
+            .access
+            .claims_at_login(&conn, &user_id, token_groups.clone())
+            .await
+        {
             Ok(Some(c)) => c,
             Ok(None) => return Err(not_provisioned()),
             Err(e) => return Err(unavailable(&e.to_string())),
@@ -704,11 +787,18 @@ impl OidcProvider {
             return Err(not_provisioned());
         }
         // Just in time: the user SCIM will later adopt by externalId (or userName).
-        let claim = |k: &str| claims.get(k).and_then(Value::as_str).filter(|v| !v.is_empty());
+        let claim = |k: &str| {
+            claims
+                .get(k)
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty())
+        };
         let mut attrs = Map::new();
         let user_name = match s.match_attribute {
             MatchAttribute::UserName => subject,
-            MatchAttribute::ExternalId => claim("preferred_username").or(claim("email")).unwrap_or(subject),
+            MatchAttribute::ExternalId => claim("preferred_username")
+                .or(claim("email"))
+                .unwrap_or(subject),
         };
         attrs.insert("userName".into(), json!(user_name));
         if s.match_attribute == MatchAttribute::ExternalId {
@@ -718,7 +808,10 @@ impl OidcProvider {
             attrs.insert("displayName".into(), json!(n));
         }
         if let Some(e) = claim("email") {
-            attrs.insert("emails".into(), json!([{"value": e, "type": "work", "primary": true}]));
+            attrs.insert(
+                "emails".into(),
+                json!([{"value": e, "type": "work", "primary": true}]),
+            );
         }
         attrs.insert("active".into(), json!(true));
         let doc = UserDoc::new(attrs).map_err(|e| {
@@ -743,16 +836,24 @@ impl OidcProvider {
     fn authenticate_client(&self, creds: &ClientCredentials) -> Result<&Client, OAuthError> {
         let (id, secret) = match (&creds.basic, &creds.form_id) {
             (Some(_), Some(_)) if creds.form_secret.is_some() => {
-                return Err(OAuthError::invalid_request("use one client authentication method"));
+                return Err(OAuthError::invalid_request(
+                    "use one client authentication method",
+                ));
             }
             (Some((id, secret)), form_id) => {
                 if form_id.as_ref().is_some_and(|f| f != id) {
-                    return Err(OAuthError::invalid_client("client_id does not match the credentials"));
+                    return Err(OAuthError::invalid_client(
+                        "client_id does not match the credentials",
+                    ));
                 }
                 (id.as_str(), Some(secret.as_str()))
             }
             (None, Some(id)) => (id.as_str(), creds.form_secret.as_deref()),
-            (None, None) => return Err(OAuthError::invalid_client("client authentication is missing")),
+            (None, None) => {
+                return Err(OAuthError::invalid_client(
+                    "client authentication is missing",
+                ));
+            }
         };
         let client = self
             .inner
@@ -761,10 +862,19 @@ impl OidcProvider {
             .get(id)
             .ok_or_else(|| OAuthError::invalid_client("unknown client"))?;
         match (&client.secret_hash, secret) {
-            (Some(hash), Some(s)) if crate::token::matches_any(&crate::token::hash(s), std::slice::from_ref(hash)) => Ok(client),
+            (Some(hash), Some(s))
+                if crate::token::matches_any(
+                    &crate::token::hash(s),
+                    std::slice::from_ref(hash),
+                ) =>
+            {
+                Ok(client)
+            }
             (Some(_), _) => Err(OAuthError::invalid_client("client authentication failed")),
             (None, None) => Ok(client),
-            (None, Some(_)) => Err(OAuthError::invalid_client("this client is public: it has no secret")),
+            (None, Some(_)) => Err(OAuthError::invalid_client(
+                "this client is public: it has no secret",
+            )),
         }
     }
 
@@ -781,12 +891,20 @@ impl OidcProvider {
         match form.get("grant_type").map(String::as_str) {
             Some("authorization_code") => self.redeem_code(client, form).await,
             Some("refresh_token") => self.refresh(client, form).await,
-            Some(_) => Err(OAuthError::new("unsupported_grant_type", "use authorization_code or refresh_token").into()),
+            Some(_) => Err(OAuthError::new(
+                "unsupported_grant_type",
+                "use authorization_code or refresh_token",
+            )
+            .into()),
             None => Err(OAuthError::invalid_request("grant_type is missing").into()),
         }
     }
 
-    async fn redeem_code(&self, client: &Client, form: &BTreeMap<String, String>) -> Result<TokenResponse, TokenFailure> {
+    async fn redeem_code(
+        &self,
+        client: &Client,
+        form: &BTreeMap<String, String>,
+    ) -> Result<TokenResponse, TokenFailure> {
         let code = form
             .get("code")
             .filter(|c| !c.is_empty() && c.len() <= MAX_PARAM)
@@ -795,39 +913,73 @@ impl OidcProvider {
         let Some(record) = self.inner.flow.take(&format!("code:{hash}")).await? else {
             // Single use: a code seen again revokes what its first use issued (RFC 6749 §4.1.2).
             if let Some(grant_id) = self.inner.flow.get(&format!("used:{hash}")).await? {
-                let revoked = self.inner.grants.revoke_grant(&grant_id, self.inner.clock.now()).await?;
+                let revoked = self
+                    .inner
+                    .grants
+                    .revoke_grant(&grant_id, self.inner.clock.now())
+                    .await?;
                 tracing::warn!(client = %client.id, grant = %grant_id, revoked, "an authorization code was used twice; its grant is revoked");
             }
-            return Err(OAuthError::invalid_grant("the code is invalid, expired or already used").into());
+            return Err(
+                OAuthError::invalid_grant("the code is invalid, expired or already used").into(),
+            );
         };
         let issued: IssuedCode = serde_json::from_str(&record)
             .map_err(|_| OAuthError::invalid_grant("the code is invalid"))?;
         // Remember the redemption first, so a replay racing this request still revokes.
-        let marker_ttl = self.inner.provider.refresh_token_ttl.max(self.inner.provider.access_token_ttl);
-        self.inner.flow.put(&format!("used:{hash}"), &issued.grant_id, marker_ttl).await?;
+        let marker_ttl = self
+            .inner
+            .provider
+            .refresh_token_ttl
+            .max(self.inner.provider.access_token_ttl);
+        self.inner
+            .flow
+            .put(&format!("used:{hash}"), &issued.grant_id, marker_ttl)
+            .await?;
         let req = &issued.request;
         if req.client_id != client.id {
             return Err(OAuthError::invalid_grant("the code was issued to another client").into());
         }
         if form.get("redirect_uri") != Some(&req.redirect_uri) {
-            return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request").into());
+            return Err(OAuthError::invalid_grant(
+                "redirect_uri does not match the authorization request",
+            )
+            .into());
         }
         match (&req.code_challenge, form.get("code_verifier")) {
             (Some(challenge), Some(verifier)) => {
                 let ok_form = (43..=128).contains(&verifier.len())
-                    && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+                    && verifier
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
                 let computed = B64.encode(Sha256::digest(verifier.as_bytes()));
-                if !ok_form || !crate::token::matches_any(&crate::token::hash(&computed), &[crate::token::hash(challenge)]) {
-                    return Err(OAuthError::invalid_grant("code_verifier does not match the code_challenge").into());
+                if !ok_form
+                    || !crate::token::matches_any(
+                        &crate::token::hash(&computed),
+                        &[crate::token::hash(challenge)],
+                    )
+                {
+                    return Err(OAuthError::invalid_grant(
+                        "code_verifier does not match the code_challenge",
+                    )
+                    .into());
                 }
             }
-            (Some(_), None) => return Err(OAuthError::invalid_grant("code_verifier is missing").into()),
-            (None, Some(_)) => return Err(OAuthError::invalid_grant("no code_challenge was sent for this code").into()),
+            (Some(_), None) => {
+                return Err(OAuthError::invalid_grant("code_verifier is missing").into());
+            }
+            (None, Some(_)) => {
+                return Err(
+                    OAuthError::invalid_grant("no code_challenge was sent for this code").into(),
+                );
+            }
             (None, None) => {}
         }
-        let conn = ConnectionId::parse(&issued.connection).map_err(|_| OAuthError::invalid_grant("the code is invalid"))?;
+        let conn = ConnectionId::parse(&issued.connection)
+            .map_err(|_| OAuthError::invalid_grant("the code is invalid"))?;
         let now = self.inner.clock.now();
-        let wants_refresh = client.secret_hash.is_some() && req.scope.split(' ').any(|s| s == "offline_access");
+        let wants_refresh =
+            client.secret_hash.is_some() && req.scope.split(' ').any(|s| s == "offline_access");
         let refresh = wants_refresh.then(|| format!("pgr_{}", random()));
         let grant = GrantRow {
             id: issued.grant_id.clone(),
@@ -838,23 +990,33 @@ impl OidcProvider {
             token_groups: issued.token_groups.clone(),
             auth_time: Timestamp(issued.auth_time),
             created: now,
-            expires: now.plus_millis(u64::try_from(self.inner.provider.refresh_token_ttl.as_millis()).unwrap_or(u64::MAX)),
+            expires: now.plus_millis(
+                u64::try_from(self.inner.provider.refresh_token_ttl.as_millis())
+                    .unwrap_or(u64::MAX),
+            ),
             refresh_hash: refresh.as_deref().map(sha256_hex),
             revoked: None,
         };
         let claims = self.current_claims(&grant).await?;
         self.inner.grants.insert_grant(&grant).await?;
-        let mut resp = self.mint(client, &grant, &claims, req.nonce.clone()).await?;
+        let mut resp = self
+            .mint(client, &grant, &claims, req.nonce.clone())
+            .await?;
         resp.refresh_token = refresh;
         Ok(resp)
     }
 
-    async fn refresh(&self, client: &Client, form: &BTreeMap<String, String>) -> Result<TokenResponse, TokenFailure> {
+    async fn refresh(
+        &self,
+        client: &Client,
+        form: &BTreeMap<String, String>,
+    ) -> Result<TokenResponse, TokenFailure> {
         let token = form
             .get("refresh_token")
             .filter(|t| !t.is_empty() && t.len() <= MAX_PARAM)
             .ok_or_else(|| OAuthError::invalid_request("refresh_token is missing"))?;
-        let invalid = || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
+        let invalid =
+            || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
         let grant = self
             .inner
             .grants
@@ -868,7 +1030,9 @@ impl OidcProvider {
         if let Some(asked) = form.get("scope") {
             let granted: Vec<&str> = grant.scope.split(' ').collect();
             if asked.split(' ').any(|s| !granted.contains(&s)) {
-                return Err(OAuthError::new("invalid_scope", "a refresh cannot widen the scope").into());
+                return Err(
+                    OAuthError::new("invalid_scope", "a refresh cannot widen the scope").into(),
+                );
             }
         }
         let claims = self.current_claims(&grant).await?;
@@ -880,21 +1044,34 @@ impl OidcProvider {
         let claims = self
             .inner
             .access
-            .claims_at_login(&grant.connection, &grant.user_id, grant.token_groups.clone())
+            .claims_at_login(
+                &grant.connection,
+                &grant.user_id,
+                grant.token_groups.clone(),
+            )
             .await?;
         match claims {
             Some(c) if c.active => Ok(c),
-            _ => Err(OAuthError::invalid_grant("the user no longer exists or is deactivated").into()),
+            _ => {
+                Err(OAuthError::invalid_grant("the user no longer exists or is deactivated").into())
+            }
         }
     }
 
-    async fn mint(&self, client: &Client, grant: &GrantRow, claims: &Claims, nonce: Option<String>) -> Result<TokenResponse, TokenFailure> {
+    async fn mint(
+        &self,
+        client: &Client,
+        grant: &GrantRow,
+        claims: &Claims,
+        nonce: Option<String>,
+    ) -> Result<TokenResponse, TokenFailure> {
         let iss = self.issuer().unwrap_or_default().to_owned();
         let now = self.inner.clock.now();
         let p = &self.inner.provider;
         let model = self.inner.access.model();
         let access = AccessClaims::of(claims, &model);
-        let exp = |ttl: Duration| seconds(now) + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let exp =
+            |ttl: Duration| seconds(now) + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
         let at = AccessTokenClaims {
             iss: iss.clone(),
             sub: grant.user_id.clone(),
@@ -918,7 +1095,11 @@ impl OidcProvider {
             nonce,
             azp: client.id.clone(),
             sid: grant.id.clone(),
-            preferred_username: grant.scope.split(' ').any(|s| s == "profile").then(|| claims.user_name.clone()),
+            preferred_username: grant
+                .scope
+                .split(' ')
+                .any(|s| s == "profile")
+                .then(|| claims.user_name.clone()),
             access,
         };
         let access_token = sign(&self.inner.keys, ACCESS_TOKEN_TYP, &at).await?;
@@ -937,16 +1118,21 @@ impl OidcProvider {
 
     /// The full claims document of the access token's user (docs/claims.md), with `sub`.
     pub async fn userinfo(&self, bearer: Option<&str>) -> Result<Value, TokenFailure> {
-        let iss = self.issuer().ok_or(TokenFailure::Bearer("single sign-on is not configured"))?;
+        let iss = self
+            .issuer()
+            .ok_or(TokenFailure::Bearer("single sign-on is not configured"))?;
         let token = bearer.ok_or(TokenFailure::Bearer("an access token is required"))?;
-        let at = match verify_access_token(&self.inner.keys, iss, token, self.inner.clock.now()).await {
-            Ok(at) => at,
-            Err(TokenRejected::Keys(e)) => return Err(e.into()),
-            Err(e) => {
-                tracing::info!(reason = %e, "userinfo refused an access token");
-                return Err(TokenFailure::Bearer("the access token is invalid or expired"));
-            }
-        };
+        let at =
+            match verify_access_token(&self.inner.keys, iss, token, self.inner.clock.now()).await {
+                Ok(at) => at,
+                Err(TokenRejected::Keys(e)) => return Err(e.into()),
+                Err(e) => {
+                    tracing::info!(reason = %e, "userinfo refused an access token");
+                    return Err(TokenFailure::Bearer(
+                        "the access token is invalid or expired",
+                    ));
+                }
+            };
         let grant = self.inner.grants.grant(&at.sid).await?;
         let Some(grant) = grant.filter(|g| g.revoked.is_none() && g.user_id == at.sub) else {
             return Err(TokenFailure::Bearer("the access token has been revoked"));
@@ -955,7 +1141,8 @@ impl OidcProvider {
             .current_claims(&grant)
             .await
             .map_err(|_| TokenFailure::Bearer("the user no longer exists or is deactivated"))?;
-        let mut doc = serde_json::to_value(&claims).map_err(|e| TokenFailure::Internal(e.to_string()))?;
+        let mut doc =
+            serde_json::to_value(&claims).map_err(|e| TokenFailure::Internal(e.to_string()))?;
         if let Some(o) = doc.as_object_mut() {
             o.insert("sub".into(), json!(grant.user_id));
         }
@@ -990,7 +1177,11 @@ fn deactivated() -> FailurePage {
 /// The group values of a login token. Entra's overage marker (`_claim_names` naming the
 /// groups claim, or `hasgroups`) is never read as "no groups": it gives `None`, and the
 /// SCIM groups are used, which the log says.
-fn token_groups(claims: &Map<String, Value>, name: &str, conn: &ConnectionId) -> Option<Vec<String>> {
+fn token_groups(
+    claims: &Map<String, Value>,
+    name: &str,
+    conn: &ConnectionId,
+) -> Option<Vec<String>> {
     match claims.get(name) {
         Some(Value::Array(values)) => Some(
             values
@@ -1006,7 +1197,9 @@ fn token_groups(claims: &Map<String, Value>, name: &str, conn: &ConnectionId) ->
                 .get("_claim_names")
                 .and_then(Value::as_object)
                 .is_some_and(|n| n.contains_key(name))
-                || claims.get("hasgroups").is_some_and(|v| v == &json!(true) || v == &json!("true"));
+                || claims
+                    .get("hasgroups")
+                    .is_some_and(|v| v == &json!(true) || v == &json!("true"));
             if overage {
                 tracing::warn!(connection = %conn, claim = name, "the login token's groups were replaced by an overage marker; using the SCIM-provisioned groups");
                 None

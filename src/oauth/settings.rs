@@ -115,7 +115,6 @@ pub struct OidcClientSettings {
     pub connections: Option<Vec<String>>,
 }
 
-
 /// A settings problem, naming the key.
 #[derive(Debug)]
 pub struct SettingsError {
@@ -262,11 +261,18 @@ fn secret(
         )),
         (Some(s), None) => Ok(Some(s.clone())),
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| invalid(format!("{key}_file"), format!("cannot read {}: {e}", path.display())))?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                invalid(
+                    format!("{key}_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
             let t = text.trim();
             if t.is_empty() {
-                return Err(invalid(format!("{key}_file"), format!("{} is empty", path.display())));
+                return Err(invalid(
+                    format!("{key}_file"),
+                    format!("{} is empty", path.display()),
+                ));
             }
             Ok(Some(SecretString::from(t.to_owned())))
         }
@@ -303,11 +309,13 @@ pub fn validate<'a>(
         let Some(base) = public_url else {
             return Err(invalid(
                 "server.public_url",
-                format!("{key} is configured, but single sign-on needs server.public_url (PIMGATE_PUBLIC_URL): it is the issuer and the base of the redirect URI"),
+                format!(
+                    "{key} is configured, but single sign-on needs server.public_url (PIMGATE_PUBLIC_URL): it is the issuer and the base of the redirect URI"
+                ),
             ));
         };
-        let connection =
-            ConnectionId::parse(name).map_err(|e| invalid(format!("connections.{name}"), e.to_string()))?;
+        let connection = ConnectionId::parse(name)
+            .map_err(|e| invalid(format!("connections.{name}"), e.to_string()))?;
         let issuer = s.issuer.trim_end_matches('/').to_owned();
         web_url(&issuer).map_err(|m| invalid(format!("{key}.issuer"), m))?;
         if issuer.contains('{') {
@@ -327,7 +335,10 @@ pub fn validate<'a>(
         let mut scopes: Vec<String> = vec!["openid".into()];
         for sc in &s.scopes {
             if sc.is_empty() || sc.contains(|c: char| c.is_whitespace() || c.is_control()) {
-                return Err(invalid(format!("{key}.scopes"), format!("{sc:?} is not a scope")));
+                return Err(invalid(
+                    format!("{key}.scopes"),
+                    format!("{sc:?} is not a scope"),
+                ));
             }
             if !scopes.contains(sc) {
                 scopes.push(sc.clone());
@@ -353,7 +364,10 @@ pub fn validate<'a>(
                 ));
             }
         };
-        for (k, v) in [("subject_claim", &s.subject_claim), ("groups_claim", &s.groups_claim)] {
+        for (k, v) in [
+            ("subject_claim", &s.subject_claim),
+            ("groups_claim", &s.groups_claim),
+        ] {
             if v.trim().is_empty() {
                 return Err(invalid(format!("{key}.{k}"), "must not be empty"));
             }
@@ -362,12 +376,17 @@ pub fn validate<'a>(
         for d in &s.domains {
             let d = d.trim().trim_start_matches('@').to_ascii_lowercase();
             if d.is_empty() || !crate::host::is_host(&d) || d.contains(':') {
-                return Err(invalid(format!("{key}.domains"), format!("{d:?} is not an e-mail domain")));
+                return Err(invalid(
+                    format!("{key}.domains"),
+                    format!("{d:?} is not an e-mail domain"),
+                ));
             }
             if let Some(other) = domains.insert(d.clone(), name.to_owned()) {
                 return Err(invalid(
                     format!("{key}.domains"),
-                    format!("{d:?} is also a domain of connection {other:?}; a domain names one connection"),
+                    format!(
+                        "{d:?} is also a domain of connection {other:?}; a domain names one connection"
+                    ),
                 ));
             }
             own_domains.push(d);
@@ -410,16 +429,23 @@ fn provider(
         )
     })?;
     for (key, value, min) in [
-        ("oidc.access_token_ttl_seconds", oidc.access_token_ttl_seconds, 10),
+        (
+            "oidc.access_token_ttl_seconds",
+            oidc.access_token_ttl_seconds,
+            10,
+        ),
         ("oidc.id_token_ttl_seconds", oidc.id_token_ttl_seconds, 10),
-        ("oidc.refresh_token_ttl_seconds", oidc.refresh_token_ttl_seconds, 60),
+        (
+            "oidc.refresh_token_ttl_seconds",
+            oidc.refresh_token_ttl_seconds,
+            60,
+        ),
         ("oidc.key_rotation_days", oidc.key_rotation_days, 1),
     ] {
         if value < min {
             return Err(invalid(key, format!("must be at least {min}")));
         }
     }
-    let max_token = oidc.access_token_ttl_seconds.max(oidc.id_token_ttl_seconds);
     if oidc.key_publish_lead_seconds >= oidc.key_rotation_days.saturating_mul(86_400) {
         return Err(invalid(
             "oidc.key_publish_lead_seconds",
@@ -432,11 +458,21 @@ fn provider(
         if public_url.is_none() {
             return Err(invalid(
                 "server.public_url",
-                format!("{key} is configured, but pimgate as an OpenID provider needs server.public_url (PIMGATE_PUBLIC_URL): it is the issuer"),
+                format!(
+                    "{key} is configured, but pimgate as an OpenID provider needs server.public_url (PIMGATE_PUBLIC_URL): it is the issuer"
+                ),
             ));
         }
-        if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
-            return Err(invalid(&key, "a client_id is 1-128 printable ASCII characters"));
+        if id.is_empty()
+            || id.len() > 128
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        {
+            return Err(invalid(
+                &key,
+                "a client_id is 1-128 printable ASCII characters",
+            ));
         }
         let secret_hash = match secret(
             &format!("{key}.client_secret"),
@@ -453,7 +489,10 @@ fn provider(
             None => None,
         };
         if c.redirect_uris.is_empty() {
-            return Err(invalid(format!("{key}.redirect_uris"), "list at least one redirect URI"));
+            return Err(invalid(
+                format!("{key}.redirect_uris"),
+                "list at least one redirect URI",
+            ));
         }
         for (k, list) in [
             ("redirect_uris", &c.redirect_uris),
@@ -468,7 +507,10 @@ fn provider(
             Some(names) => {
                 let mut out = Vec::new();
                 for n in names {
-                    match ConnectionId::parse(n).ok().filter(|id| upstream.contains_key(id)) {
+                    match ConnectionId::parse(n)
+                        .ok()
+                        .filter(|id| upstream.contains_key(id))
+                    {
                         Some(id) => out.push(id),
                         None => {
                             return Err(invalid(
@@ -500,7 +542,6 @@ fn provider(
             },
         );
     }
-    let _ = max_token;
     Ok(Provider {
         signing_alg,
         access_token_ttl: Duration::from_secs(oidc.access_token_ttl_seconds),

@@ -124,7 +124,11 @@ pub fn seconds(t: Timestamp) -> i64 {
 }
 
 /// Signs `claims` with the active key; `typ` goes in the header.
-pub async fn sign<T: Serialize>(keys: &SigningKeys, typ: &str, claims: &T) -> Result<String, KeyError> {
+pub async fn sign<T: Serialize>(
+    keys: &SigningKeys,
+    typ: &str,
+    claims: &T,
+) -> Result<String, KeyError> {
     keys.with_signer(|s| {
         let mut header = Header::new(s.alg);
         header.kid = Some(s.kid.to_owned());
@@ -167,7 +171,10 @@ pub async fn verify_access_token(
         return Err(TokenRejected::WrongType);
     }
     let kid = header.kid.ok_or(TokenRejected::UnknownKey)?;
-    let (alg, key) = keys.verifier(&kid).await?.ok_or(TokenRejected::UnknownKey)?;
+    let (alg, key) = keys
+        .verifier(&kid)
+        .await?
+        .ok_or(TokenRejected::UnknownKey)?;
     let mut v = jsonwebtoken::Validation::new(alg);
     // Expiry is checked below on the injected clock; the audience is the client's.
     v.validate_exp = false;
@@ -199,6 +206,9 @@ mod tests {
         let none = permission_bits(&order, &Default::default());
         assert_eq!(none, "");
         let first: std::collections::BTreeSet<String> = [order[0].clone()].into();
-        assert_eq!(B64.decode(permission_bits(&order, &first)).unwrap(), vec![0x80]);
+        assert_eq!(
+            B64.decode(permission_bits(&order, &first)).unwrap(),
+            vec![0x80]
+        );
     }
 }

@@ -70,7 +70,11 @@ impl SsoService {
     }
 
     /// The connection whose `domains` hold this e-mail address's domain, among `among`.
-    pub fn by_domain<'a>(&self, email: &str, among: &'a [ConnectionId]) -> Option<&'a ConnectionId> {
+    pub fn by_domain<'a>(
+        &self,
+        email: &str,
+        among: &'a [ConnectionId],
+    ) -> Option<&'a ConnectionId> {
         let domain = email.rsplit_once('@')?.1.to_ascii_lowercase();
         among.iter().find(|c| {
             self.idps

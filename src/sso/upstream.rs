@@ -21,8 +21,7 @@ use openidconnect::core::{
 };
 use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, LoginHint, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
-    TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
 };
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
@@ -213,14 +212,20 @@ impl UpstreamIdp {
         Ok(true)
     }
 
-    fn client(&self, d: &Discovered) -> Result<openidconnect::core::CoreClient<
-        openidconnect::EndpointSet,
-        openidconnect::EndpointNotSet,
-        openidconnect::EndpointNotSet,
-        openidconnect::EndpointNotSet,
-        openidconnect::EndpointMaybeSet,
-        openidconnect::EndpointMaybeSet,
-    >, SsoError> {
+    fn client(
+        &self,
+        d: &Discovered,
+    ) -> Result<
+        openidconnect::core::CoreClient<
+            openidconnect::EndpointSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointMaybeSet,
+            openidconnect::EndpointMaybeSet,
+        >,
+        SsoError,
+    > {
         let redirect = RedirectUrl::new(self.settings.redirect_uri.clone())
             .map_err(|e| SsoError::Discovery(e.to_string()))?;
         Ok(CoreClient::from_provider_metadata(
@@ -277,7 +282,11 @@ impl UpstreamIdp {
     }
 
     /// Redeems the IdP's code and validates the ID token it answers with.
-    pub async fn finish(&self, code: &str, pending: &UpstreamPending) -> Result<VerifiedIdentity, SsoError> {
+    pub async fn finish(
+        &self,
+        code: &str,
+        pending: &UpstreamPending,
+    ) -> Result<VerifiedIdentity, SsoError> {
         let d = self.discovered().await?;
         let client = self.client(&d)?;
         let response = client
@@ -287,7 +296,6 @@ impl UpstreamIdp {
             .request_async(&self.http)
             .await
             .map_err(|e| SsoError::Exchange(describe_token_error(&e)))?;
-        let _ = response.access_token();
         let id_token = response
             .id_token()
             .ok_or_else(|| SsoError::IdToken("the IdP answered without an ID token".into()))?;
@@ -298,7 +306,9 @@ impl UpstreamIdp {
                     let d = self.discovered().await?;
                     self.verify(&d, id_token, &nonce)
                 } else {
-                    Err(SsoError::IdToken("signed by a key the IdP does not publish".into()))
+                    Err(SsoError::IdToken(
+                        "signed by a key the IdP does not publish".into(),
+                    ))
                 }
             }
             other => other,
@@ -358,9 +368,15 @@ impl UpstreamIdp {
                 .ok_or_else(|| SsoError::IdToken("unreadable claims".into()))?
         };
         if template {
-            let tid = claims.get("tid").and_then(Value::as_str).unwrap_or_default();
+            let tid = claims
+                .get("tid")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             let expected = d.metadata.issuer().as_str().replace("{tenantid}", tid);
-            let iss = claims.get("iss").and_then(Value::as_str).unwrap_or_default();
+            let iss = claims
+                .get("iss")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if tid.is_empty() || iss != expected || !s.tenants.iter().any(|t| t == tid) {
                 return Err(SsoError::IdToken(format!(
                     "issuer {iss:?} (tenant {tid:?}) is not one of the tenants let in"
@@ -377,12 +393,22 @@ impl UpstreamIdp {
 }
 
 fn describe_token_error<E: std::error::Error>(
-    e: &openidconnect::RequestTokenError<E, openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>>,
+    e: &openidconnect::RequestTokenError<
+        E,
+        openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
+    >,
 ) -> String {
+    // Never the answer's body: it may hold tokens.
     match e {
         openidconnect::RequestTokenError::ServerResponse(r) => {
             format!("the IdP refused the code: {}", r.error())
         }
-        other => format!("the IdP's token endpoint could not be used: {other}"),
+        openidconnect::RequestTokenError::Request(e) => {
+            format!("the IdP's token endpoint could not be reached: {e}")
+        }
+        openidconnect::RequestTokenError::Parse(_, _) => {
+            "the IdP's token endpoint answered something unreadable".to_owned()
+        }
+        openidconnect::RequestTokenError::Other(s) => format!("the IdP's token endpoint: {s}"),
     }
 }

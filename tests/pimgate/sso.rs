@@ -90,7 +90,8 @@ impl Node {
         .await
         .unwrap_or_else(|_| panic!("{script} did not start"))
         .unwrap();
-        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{script}: {line}"));
+        let ready: Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("{script}: {line}"));
         Node {
             url: ready[key].as_str().unwrap().to_owned(),
             child,
@@ -120,7 +121,14 @@ async fn start(db: Db, tune: impl FnOnce(&mut config::Settings)) -> World {
     let issuer = format!("http://{}", listener.local_addr().unwrap());
     let pim = Node::start(
         "pim.mjs",
-        &["--issuer", &issuer, "--client-id", "pim", "--client-secret", PIM_SECRET],
+        &[
+            "--issuer",
+            &issuer,
+            "--client-id",
+            "pim",
+            "--client-secret",
+            PIM_SECRET,
+        ],
         "url",
     )
     .await;
@@ -237,15 +245,24 @@ struct Landing {
 
 impl Landing {
     fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON at {}: {}", self.url, self.body))
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON at {}: {}", self.url, self.body))
     }
 
     /// A person-readable failure page with a correlation id.
     fn assert_page(&self, status: StatusCode, says: &str) {
         assert_eq!(self.status, status, "{}: {}", self.url, self.body);
-        assert!(self.content_type.starts_with("text/html"), "{}", self.content_type);
+        assert!(
+            self.content_type.starts_with("text/html"),
+            "{}",
+            self.content_type
+        );
         assert!(self.body.contains(says), "{says:?} not in {}", self.body);
-        assert!(self.body.contains("<code>"), "no correlation id: {}", self.body);
+        assert!(
+            self.body.contains("<code>"),
+            "no correlation id: {}",
+            self.body
+        );
     }
 }
 
@@ -265,7 +282,10 @@ impl World {
                 };
             }
             let resp = self.browser.get(&url).send().await.unwrap();
-            let resp = if resp.status() == StatusCode::OK && url.starts_with(&self.idp.url) && url.contains("/interaction/") {
+            let resp = if resp.status() == StatusCode::OK
+                && url.starts_with(&self.idp.url)
+                && url.contains("/interaction/")
+            {
                 let body = resp.text().await.unwrap();
                 let form: Vec<(&str, &str)> = if body.contains("name=\"login\"") {
                     vec![("prompt", "login"), ("login", account), ("password", "any")]
@@ -278,7 +298,11 @@ impl World {
             };
             if resp.status().is_redirection() {
                 let loc = resp.headers()["location"].to_str().unwrap().to_owned();
-                url = reqwest::Url::parse(&url).unwrap().join(&loc).unwrap().to_string();
+                url = reqwest::Url::parse(&url)
+                    .unwrap()
+                    .join(&loc)
+                    .unwrap()
+                    .to_string();
                 continue;
             }
             let status = resp.status();
@@ -300,7 +324,8 @@ impl World {
     /// The PIM stand-in's whole login (discovery, code flow with PKCE, ID token checked
     /// against pimgate's JWKS, userinfo, a refresh).
     async fn pim_login(&self, account: &str) -> Landing {
-        self.walk(&format!("{}/login", self.pim.url), account, None).await
+        self.walk(&format!("{}/login", self.pim.url), account, None)
+            .await
     }
 
     /// pimgate's authorization URL for the PIM client with our own PKCE pair and state.
@@ -319,28 +344,45 @@ impl World {
         q.push(("redirect_uri", &redirect));
         q.push(("code_challenge", &challenge));
         q.extend_from_slice(extra);
-        format!("{}/oauth/authorize?{}", self.issuer, serde_urlencoded::to_string(&q).unwrap())
+        format!(
+            "{}/oauth/authorize?{}",
+            self.issuer,
+            serde_urlencoded::to_string(&q).unwrap()
+        )
     }
 
     /// Signs `account` in with our own client side and returns pimgate's code for the PIM.
     async fn code(&self, account: &str, verifier: &str) -> String {
         let landing = self
-            .walk(&self.authorize_url(verifier, &[]), account, Some(&self.pim.url))
+            .walk(
+                &self.authorize_url(verifier, &[]),
+                account,
+                Some(&self.pim.url),
+            )
             .await;
         let u = reqwest::Url::parse(&landing.url).unwrap();
-        let code = u.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.into_owned());
+        let code = u
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned());
         code.unwrap_or_else(|| panic!("no code in {}", landing.url))
     }
 
     /// The URL the IdP sends the browser back to pimgate with (not yet requested).
     async fn idp_callback(&self, account: &str) -> String {
         let url = self.authorize_url(&verifier(), &[]);
-        self.walk(&url, account, Some(&format!("{}/sso/", self.issuer))).await.url
+        self.walk(&url, account, Some(&format!("{}/sso/", self.issuer)))
+            .await
+            .url
     }
 
     async fn redeem(&self, code: &str, verifier: Option<&str>) -> (StatusCode, Value) {
         let redirect = format!("{}/callback", self.pim.url);
-        let mut form = vec![("grant_type", "authorization_code"), ("code", code), ("redirect_uri", &redirect)];
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", &redirect),
+        ];
         if let Some(v) = verifier {
             form.push(("code_verifier", v));
         }
@@ -361,7 +403,12 @@ impl World {
             .app
             .client
             .post(format!("{}/oauth/token", self.issuer))
-            .form(&[("grant_type", "refresh_token"), ("refresh_token", token), ("client_id", "pim"), ("client_secret", PIM_SECRET)])
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", token),
+                ("client_id", "pim"),
+                ("client_secret", PIM_SECRET),
+            ])
             .send()
             .await
             .unwrap();
@@ -433,20 +480,32 @@ impl World {
 }
 
 fn verifier() -> String {
-    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 /// The claims of a JWT, unverified (the PIM stand-in verified it).
 fn jwt_part(token: &str, i: usize) -> Value {
     let part = token.split('.').nth(i).unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 async fn access_api_claims(w: &World, user: &str) -> Value {
     let r = w
         .app
         .client
-        .get(format!("{}/access/v1/connections/corp/users/{user}/claims", w.issuer))
+        .get(format!(
+            "{}/access/v1/connections/corp/users/{user}/claims",
+            w.issuer
+        ))
         .bearer_auth(crate::helpers::ACCESS_TOKEN)
         .send()
         .await
@@ -471,15 +530,30 @@ async fn full_login(w: &World) {
     assert_eq!(id["roles"], json!([EDITOR_ROLE]));
     assert_eq!(id["userGroups"], json!([DENMARK]));
     assert_eq!(id["configVersion"], expected["configVersion"]);
-    assert_eq!(jwt_part(out["id_token"].as_str().unwrap(), 0)["alg"], "ES256");
+    assert_eq!(
+        jwt_part(out["id_token"].as_str().unwrap(), 0)["alg"],
+        "ES256"
+    );
 
     // The access token: RFC 9068.
     let at = out["access_token"].as_str().unwrap();
     let header = jwt_part(at, 0);
     assert_eq!(header["typ"], "at+jwt");
     let claims = jwt_part(at, 1);
-    for k in ["iss", "exp", "aud", "sub", "client_id", "iat", "jti", "scope"] {
-        assert!(claims.get(k).is_some(), "access token without {k}: {claims}");
+    for k in [
+        "iss",
+        "exp",
+        "aud",
+        "sub",
+        "client_id",
+        "iat",
+        "jti",
+        "scope",
+    ] {
+        assert!(
+            claims.get(k).is_some(),
+            "access token without {k}: {claims}"
+        );
     }
     assert!(at.len() < 4096 && out["id_token"].as_str().unwrap().len() < 4096);
 
@@ -493,7 +567,10 @@ async fn full_login(w: &World) {
 
     // A refresh grant worked, and its ID token says the same.
     assert!(out["refresh_token"].is_string(), "{out}");
-    assert_eq!(out["refreshed"]["id_token_claims"]["roles"], json!([EDITOR_ROLE]));
+    assert_eq!(
+        out["refreshed"]["id_token_claims"]["roles"],
+        json!([EDITOR_ROLE])
+    );
 }
 
 #[tokio::test]
@@ -521,7 +598,11 @@ async fn token_groups_grant_access_to_a_user_in_no_scim_group() {
     let bob = w.provision("bob", false).await;
     let out = w.pim_login("bob").await.json();
     assert_eq!(out["id_token_claims"]["sub"], bob);
-    assert_eq!(out["id_token_claims"]["roles"], json!([EDITOR_ROLE]), "from the token's groups");
+    assert_eq!(
+        out["id_token_claims"]["roles"],
+        json!([EDITOR_ROLE]),
+        "from the token's groups"
+    );
 }
 
 #[tokio::test]
@@ -543,7 +624,10 @@ async fn login_started_in_another_browser_is_refused() {
     let w = start(Db::Sqlite, |_| {}).await;
     w.provision("alice", true).await;
     let cb = w.idp_callback("alice").await;
-    let other = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let other = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let r = other.get(&cb).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(r.text().await.unwrap().contains("another browser"));
@@ -571,11 +655,22 @@ async fn replayed_downstream_code_revokes_what_it_issued() {
     let at = tokens["access_token"].as_str().unwrap();
     assert_eq!(w.userinfo(at).await.0, StatusCode::OK);
     let (s, err) = w.redeem(&code, Some(&v)).await;
-    assert_eq!((s, err["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    assert_eq!(
+        (s, err["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
     let (s, err) = w.refresh(tokens["refresh_token"].as_str().unwrap()).await;
-    assert_eq!((s, err["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "refresh revoked");
+    assert_eq!(
+        (s, err["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "refresh revoked"
+    );
     let (s, _) = w.userinfo(at).await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED, "the access token's grant is revoked");
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "the access token's grant is revoked"
+    );
 }
 
 #[tokio::test]
@@ -585,10 +680,18 @@ async fn missing_or_wrong_pkce_verifier_is_invalid_grant() {
     let v = verifier();
     let code = w.code("alice", &v).await;
     let (s, err) = w.redeem(&code, None).await;
-    assert_eq!((s, err["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{err}");
+    assert_eq!(
+        (s, err["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "{err}"
+    );
     let code = w.code("alice", &v).await;
     let (s, err) = w.redeem(&code, Some(&verifier())).await;
-    assert_eq!((s, err["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{err}");
+    assert_eq!(
+        (s, err["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -605,8 +708,14 @@ async fn public_client_without_pkce_is_refused_at_authorize() {
     let r = w.browser.get(&url).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let loc = r.headers()["location"].to_str().unwrap();
-    assert!(loc.starts_with(&format!("{}/callback?", w.pim.url)), "{loc}");
-    assert!(loc.contains("error=invalid_request") && loc.contains("state=s1"), "{loc}");
+    assert!(
+        loc.starts_with(&format!("{}/callback?", w.pim.url)),
+        "{loc}"
+    );
+    assert!(
+        loc.contains("error=invalid_request") && loc.contains("state=s1"),
+        "{loc}"
+    );
 }
 
 fn urlencode(s: &str) -> String {
@@ -621,7 +730,11 @@ async fn refused_id_token(mode: &str) {
     let cb = w.idp_callback("alice").await;
     w.tamper(mode).await;
     let landing = w.walk(&cb, "alice", Some(&w.pim.url)).await;
-    assert!(!landing.url.starts_with(&w.pim.url), "{mode}: reached the PIM: {}", landing.url);
+    assert!(
+        !landing.url.starts_with(&w.pim.url),
+        "{mode}: reached the PIM: {}",
+        landing.url
+    );
     landing.assert_page(StatusCode::BAD_REQUEST, "could not be verified");
 }
 
@@ -667,14 +780,26 @@ async fn unknown_kid_after_the_idp_rotates_its_keys_is_fetched_and_the_login_suc
     assert_eq!(w.pim_login("alice").await.status, StatusCode::OK);
     let stats = |w: &World| {
         let url = format!("{}/__test/stats", w.idp.url);
-        async move { get_json(&reqwest::Client::new(), &url).await.1["jwks_fetches"].as_i64().unwrap() }
+        async move {
+            get_json(&reqwest::Client::new(), &url).await.1["jwks_fetches"]
+                .as_i64()
+                .unwrap()
+        }
     };
     let before = stats(&w).await;
-    let r = reqwest::Client::new().post(format!("{}/__test/rotate", w.idp.url)).send().await.unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("{}/__test/rotate", w.idp.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let landing = w.pim_login("alice").await;
     assert_eq!(landing.status, StatusCode::OK, "{}", landing.body);
-    assert_eq!(stats(&w).await, before + 1, "one JWKS fetch for the new key");
+    assert_eq!(
+        stats(&w).await,
+        before + 1,
+        "one JWKS fetch for the new key"
+    );
 }
 
 #[tokio::test]
@@ -698,11 +823,20 @@ async fn unregistered_redirect_uris_and_open_redirects_get_a_page_never_a_redire
         let r = w.browser.get(&url).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
         assert!(r.headers().get("location").is_none(), "{bad}");
-        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
     }
     let r = w
         .browser
-        .get(format!("{}/oauth/authorize?response_type=code&client_id=nobody&scope=openid&redirect_uri={}", w.issuer, urlencode(&registered)))
+        .get(format!(
+            "{}/oauth/authorize?response_type=code&client_id=nobody&scope=openid&redirect_uri={}",
+            w.issuer,
+            urlencode(&registered)
+        ))
         .send()
         .await
         .unwrap();
@@ -721,8 +855,10 @@ async fn deactivated_user_is_refused() {
             "corp",
             reqwest::Method::PATCH,
             &format!("/Users/{alice}"),
-            Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                "Operations": [{"op": "replace", "value": {"active": false}}]})),
+            Some(
+                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "value": {"active": false}}]}),
+            ),
         )
         .await;
     assert_eq!(s, StatusCode::OK);
@@ -733,36 +869,68 @@ async fn deactivated_user_is_refused() {
 #[tokio::test]
 async fn unprovisioned_person_is_refused_or_created_just_in_time() {
     let w = start(Db::Sqlite, |_| {}).await;
-    w.pim_login("bob").await.assert_page(StatusCode::FORBIDDEN, "not been provisioned");
+    w.pim_login("bob")
+        .await
+        .assert_page(StatusCode::FORBIDDEN, "not been provisioned");
     drop(w);
     let w = start(Db::Sqlite, |s| {
-        s.connections.get_mut("corp").unwrap().sso.as_mut().unwrap().unprovisioned = "create".into();
+        s.connections
+            .get_mut("corp")
+            .unwrap()
+            .sso
+            .as_mut()
+            .unwrap()
+            .unprovisioned = "create".into();
     })
     .await;
     let out = w.pim_login("bob").await;
     assert_eq!(out.status, StatusCode::OK, "{}", out.body);
-    let sub = out.json()["id_token_claims"]["sub"].as_str().unwrap().to_owned();
+    let sub = out.json()["id_token_claims"]["sub"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (s, user) = w
         .app
-        .call_as("corp-scim-token-0123456789", "corp", reqwest::Method::GET, &format!("/Users/{sub}"), None)
+        .call_as(
+            "corp-scim-token-0123456789",
+            "corp",
+            reqwest::Method::GET,
+            &format!("/Users/{sub}"),
+            None,
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(user["externalId"], "bob", "SCIM can adopt the user by externalId");
+    assert_eq!(
+        user["externalId"], "bob",
+        "SCIM can adopt the user by externalId"
+    );
 }
 
 #[tokio::test]
 async fn a_person_without_access_sees_a_page() {
     let w = start(Db::Sqlite, |_| {}).await;
     w.provision("carol", false).await;
-    w.pim_login("carol").await.assert_page(StatusCode::FORBIDDEN, "no access");
+    w.pim_login("carol")
+        .await
+        .assert_page(StatusCode::FORBIDDEN, "no access");
 }
 
 #[tokio::test]
 async fn prompt_none_without_an_idp_session_answers_login_required_to_the_client() {
     let w = start(Db::Sqlite, |_| {}).await;
     w.provision("alice", true).await;
-    let landing = w.walk(&w.authorize_url(&verifier(), &[("prompt", "none")]), "alice", Some(&w.pim.url)).await;
-    assert!(landing.url.contains("error=login_required"), "{}", landing.url);
+    let landing = w
+        .walk(
+            &w.authorize_url(&verifier(), &[("prompt", "none")]),
+            "alice",
+            Some(&w.pim.url),
+        )
+        .await;
+    assert!(
+        landing.url.contains("error=login_required"),
+        "{}",
+        landing.url
+    );
     assert!(landing.url.contains("state=st-123"), "{}", landing.url);
 }
 
@@ -774,10 +942,18 @@ async fn several_connections_get_a_chooser_page_unless_the_hint_names_one() {
         s.connections.get_mut("other").unwrap().sso = Some(other);
     })
     .await;
-    let r = w.browser.get(w.authorize_url(&verifier(), &[])).send().await.unwrap();
+    let r = w
+        .browser
+        .get(w.authorize_url(&verifier(), &[]))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let page = r.text().await.unwrap();
-    assert!(page.contains("connection=corp") && page.contains("connection=other"), "{page}");
+    assert!(
+        page.contains("connection=corp") && page.contains("connection=other"),
+        "{page}"
+    );
     let r = w
         .browser
         .get(w.authorize_url(&verifier(), &[("login_hint", "alice@corp.example")]))
@@ -785,13 +961,22 @@ async fn several_connections_get_a_chooser_page_unless_the_hint_names_one() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert!(r.headers()["location"].to_str().unwrap().starts_with(&w.idp.url));
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with(&w.idp.url)
+    );
 }
 
 #[tokio::test]
 async fn discovery_names_every_endpoint_and_the_token_endpoint_speaks_rfc_6749() {
     let w = start(Db::Sqlite, |_| {}).await;
-    let (s, d) = get_json(&w.app.client, &format!("{}/.well-known/openid-configuration", w.issuer)).await;
+    let (s, d) = get_json(
+        &w.app.client,
+        &format!("{}/.well-known/openid-configuration", w.issuer),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(d["issuer"], w.issuer);
     assert_eq!(d["code_challenge_methods_supported"], json!(["S256"]));
@@ -815,6 +1000,138 @@ async fn discovery_names_every_endpoint_and_the_token_endpoint_speaks_rfc_6749()
         .send()
         .await
         .unwrap();
-    assert_eq!(r.json::<Value>().await.unwrap()["error"], "unsupported_grant_type");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "unsupported_grant_type"
+    );
     let _ = TOKEN;
+}
+
+/// Key rotation on the injected clock: a new key is published before it signs; a token
+/// signed before a rotation verifies after it until it expires; the JWKS never drops a key
+/// that signed a live token, and drops it once the last one has expired.
+#[tokio::test]
+async fn signing_key_rotation_keeps_live_tokens_verifiable() {
+    use pimgate::clock::{Clock, ManualClock, Timestamp};
+    use pimgate::oauth::tokens::{
+        AccessClaims, AccessTokenClaims, seconds, sign, verify_access_token,
+    };
+    let clock = ManualClock::at(Timestamp(1_800_000_000_000));
+    let db = TestDb::new(Db::Sqlite).await;
+    let kek = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(kek.path(), hex_key()).unwrap();
+    let mut s = test_settings(&db);
+    s.server.public_url = Some("http://127.0.0.1:9".into());
+    s.connections.get_mut("other").unwrap().sso = Some(
+        toml::from_str(
+            r#"issuer = "http://127.0.0.1:9/idp"
+client_id = "x""#,
+        )
+        .unwrap(),
+    );
+    s.oidc.key_encryption_key_file = Some(kek.path().to_path_buf());
+    s.oidc.clients.insert(
+        "pim".into(),
+        config::OidcClientSettings {
+            client_secret: Some(SecretString::from(PIM_SECRET)),
+            redirect_uris: vec!["http://127.0.0.1:9/cb".into()],
+            ..Default::default()
+        },
+    );
+    let v = config::validate(s).unwrap();
+    let app = TestApp::start(db, v, Arc::new(clock.clone())).await;
+    let keys = app.state.oidc.keys().clone();
+    let iss = "http://127.0.0.1:9";
+    let token = |now: Timestamp| AccessTokenClaims {
+        iss: iss.into(),
+        sub: "u".into(),
+        aud: "pim".into(),
+        exp: seconds(now) + 300,
+        iat: seconds(now),
+        auth_time: seconds(now),
+        jti: uuid::Uuid::new_v4().to_string(),
+        client_id: "pim".into(),
+        scope: "openid".into(),
+        sid: "g".into(),
+        access: AccessClaims {
+            connection: "other".into(),
+            roles: vec![],
+            user_groups: vec![],
+            permissions: String::new(),
+            config_version: "v".into(),
+        },
+    };
+    let kids = |jwks: serde_json::Value| -> Vec<String> {
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let kid_of = |t: &str| jwt_part(t, 0)["kid"].as_str().unwrap().to_owned();
+
+    keys.maintain().await.unwrap();
+    let first = sign(&keys, "at+jwt", &token(clock.now())).await.unwrap();
+    let k1 = kid_of(&first);
+    assert_eq!(kids(keys.jwks().await.unwrap()), vec![k1.clone()]);
+
+    // Rotation: the new key is published at once but does not sign yet.
+    clock.advance_millis(250_000);
+    let k2 = keys.rotate(false).await.unwrap();
+    assert_eq!(
+        kids(keys.jwks().await.unwrap()),
+        vec![k1.clone(), k2.clone()]
+    );
+    let late = sign(&keys, "at+jwt", &token(clock.now())).await.unwrap();
+    assert_eq!(kid_of(&late), k1, "the new key waits for the publish lead");
+
+    // After the lead the new key signs; tokens of the old one still verify until they expire.
+    clock.advance_millis(600_000);
+    let fresh = sign(&keys, "at+jwt", &token(clock.now())).await.unwrap();
+    assert_eq!(kid_of(&fresh), k2);
+    assert!(
+        verify_access_token(&keys, iss, &fresh, clock.now())
+            .await
+            .is_ok()
+    );
+    clock.advance_millis(-600_000 + 40_000);
+    assert!(
+        verify_access_token(&keys, iss, &late, clock.now())
+            .await
+            .is_ok(),
+        "a live token of the old key"
+    );
+    clock.advance_millis(600_000 - 40_000);
+
+    // The old key stays published while any token it signed can be live (plus verifier
+    // skew), then maintenance removes it.
+    clock.advance_millis(500_000);
+    keys.maintain().await.unwrap();
+    assert!(
+        kids(keys.jwks().await.unwrap()).contains(&k1),
+        "still published"
+    );
+    clock.advance_millis(200_000);
+    keys.maintain().await.unwrap();
+    assert_eq!(
+        kids(keys.jwks().await.unwrap()),
+        vec![k2.clone()],
+        "dropped after the last token expired"
+    );
+    assert!(
+        verify_access_token(&keys, iss, &late, clock.now())
+            .await
+            .is_err()
+    );
+
+    // Scheduled rotation: a key is made before the rotation period ends.
+    clock.advance_millis(30 * 86_400_000);
+    keys.maintain().await.unwrap();
+    assert_eq!(
+        keys.list().await.unwrap().len(),
+        2,
+        "the next key is published ahead"
+    );
+    app.stop().await;
 }
