@@ -19,7 +19,8 @@
 //!   and PostgreSQL backends.
 //! - [`redis`]: the shared Redis connection (cluster, TLS, timeouts, circuit breaker).
 //! - [`connections`]: the registry of configured connections. [`token`]: bearer tokens
-//!   (hashed at rest, compared in constant time). [`clock`]: injected time.
+//!   (hashed at rest, compared in constant time). [`clock`]: injected time. [`tls`]: the
+//!   process's TLS crypto provider.
 //!
 //! `main.rs` only parses the command line, loads config, sets up logging, binds and calls
 //! [`run`]; tests and benchmarks start the same [`App`] on `127.0.0.1:0`.
@@ -39,6 +40,7 @@ pub mod ops;
 pub mod redis;
 pub mod scim;
 pub mod sso;
+pub mod tls;
 pub mod token;
 
 pub use app::{App, AppState, Reloaded, RunError, Running, run, start};

@@ -31,7 +31,7 @@ pub use self::state::AppState;
 use crate::access::AccessService;
 use crate::access::cache::claims_cache;
 use crate::access::routes::AccessApiKeys;
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::config::{ConfigError, ConfigSource, Validated};
 use crate::directory::events::{EventBus, audit_log};
 use crate::directory::schema::{Catalogue, CatalogueError};
@@ -92,6 +92,8 @@ async fn open(config: &Validated, catalogue: Arc<Catalogue>) -> Result<SqlStore,
 pub struct App {
     state: AppState,
     sso_enabled: bool,
+    grants: Arc<dyn crate::directory::GrantStore>,
+    clock: Arc<dyn Clock>,
     store: SqlStore,
     guard: Guard,
     connections: ConnectionLimits,
@@ -103,6 +105,7 @@ impl App {
     /// service. An unreachable Redis is not an error: pimgate starts without it and uses it
     /// once it answers.
     pub async fn build(config: Validated, clock: Arc<dyn Clock>) -> Result<App, RunError> {
+        crate::tls::install_crypto_provider();
         let catalogue = Arc::new(Catalogue::load()?);
         let store = open(&config, catalogue.clone()).await?;
         store.migrate().await?;
@@ -138,7 +141,7 @@ impl App {
         // Claims are invalidated by every committed change before it is acknowledged.
         let events = EventBus::new(1024).with_listener(Arc::new(access.clone()));
         let directory = Directory::new(&stores, clock.clone(), events);
-        let oidc = build_oidc(&config, &stores, &access, &directory, flow, clock.clone())?;
+        let oidc = build_oidc(&config, &stores, &access, &directory, flow, clock.clone()).await?;
         let s = &config.settings;
         let scim = ScimService::new(
             directory.clone(),
@@ -185,6 +188,8 @@ impl App {
         };
         Ok(App {
             sso_enabled: config.sso.enabled(),
+            grants: stores.grants.clone(),
+            clock: clock.clone(),
             state,
             store,
             guard,
@@ -208,7 +213,11 @@ impl App {
             self.state.scim.directory().events().subscribe(),
         ))];
         if self.sso_enabled {
-            tasks.push(tokio::spawn(maintain_keys(self.state.oidc.keys().clone())));
+            tasks.push(tokio::spawn(maintain_keys(
+                self.state.oidc.keys().clone(),
+                self.grants.clone(),
+                self.clock.clone(),
+            )));
         }
         if let Some(source) = &self.source {
             tasks.push(tokio::spawn(reload::on_sighup(
@@ -230,7 +239,7 @@ impl App {
 
 /// The OpenID provider and its signing keys. Without single sign-on configured nothing is
 /// read or made (no key-encryption key file appears); the endpoints then answer 404.
-fn build_oidc(
+async fn build_oidc(
     config: &Validated,
     stores: &Stores,
     access: &AccessService,
@@ -241,6 +250,12 @@ fn build_oidc(
     let sso = &config.sso;
     let p = &sso.provider;
     let keys = signing_keys(config, stores, clock.clone())?;
+    if sso.enabled() {
+        // The first key before the first request; the maintenance task retries a failure.
+        if let Err(e) = keys.maintain().await {
+            tracing::error!(error = %e, "signing keys could not be prepared; retrying in the background");
+        }
+    }
     Ok(crate::oauth::OidcProvider::new(
         crate::oauth::service::ProviderParts {
             issuer: sso.enabled().then(|| sso.issuer.clone()).flatten(),
@@ -292,12 +307,23 @@ pub fn signing_keys(
 
 /// Makes the first signing key, rotates on schedule and removes expired keys: at start and
 /// every minute. A failure is logged and tried again at the next round.
-async fn maintain_keys(keys: crate::oauth::keys::SigningKeys) {
+async fn maintain_keys(
+    keys: crate::oauth::keys::SigningKeys,
+    grants: Arc<dyn crate::directory::GrantStore>,
+    clock: Arc<dyn Clock>,
+) {
     loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
         if let Err(e) = keys.maintain().await {
             tracing::error!(error = %e, "signing-key maintenance failed; retrying in a minute");
         }
-        tokio::time::sleep(Duration::from_secs(60)).await;
+        // Grants whose refresh tokens expired a day ago go.
+        let before = Timestamp(clock.now().0 - 24 * 60 * 60 * 1000);
+        match grants.purge_grants(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(grants = n, "removed expired sign-in grants"),
+            Err(e) => tracing::warn!(error = %e, "expired grants could not be removed"),
+        }
     }
 }
 

@@ -506,7 +506,9 @@ impl SigningKeys {
                     .row
                     .signs_from
                     .plus_millis(ms(p.rotation).saturating_sub(ms(p.publish_lead)));
-                if newest.row.signs_from <= now && due <= now {
+                // A changed `signing_alg` rotates too, so the advertised algorithm signs soon.
+                let alg_changed = newest.row.alg != p.alg.as_str();
+                if newest.row.signs_from <= now && (due <= now || alg_changed) {
                     let starts = now.plus_millis(ms(p.publish_lead));
                     self.insert(newest.row.generation + 1, now, starts).await?;
                 }

@@ -142,6 +142,7 @@ impl Redis {
         if prefix.contains(['{', '}']) {
             return Err(RedisConfigError::InvalidPrefix(prefix.to_owned()));
         }
+        crate::tls::install_crypto_provider();
         let timeout = options.command_timeout.max(Duration::from_millis(1));
         let conn = match parse_target(url)? {
             Target::Single(url) => {

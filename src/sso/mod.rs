@@ -42,6 +42,7 @@ pub struct SsoService {
 
 impl SsoService {
     pub fn new(upstream: &BTreeMap<ConnectionId, Arc<Upstream>>, clock: Arc<dyn Clock>) -> Self {
+        crate::tls::install_crypto_provider();
         // Redirects are not followed (an IdP's documents are where discovery says), and
         // every call is bounded in time.
         let http = reqwest::Client::builder()

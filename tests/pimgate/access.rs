@@ -508,6 +508,7 @@ async fn two_processes_share_postgres_and_redis() {
     );
     let a = crate::helpers::Process::start(&cfg, &db.url, Some(&crate::helpers::redis_url()));
     let b = crate::helpers::Process::start(&cfg, &db.url, Some(&crate::helpers::redis_url()));
+    pimgate::tls::install_crypto_provider();
     let client = reqwest::Client::new();
     let scim =
         |p: &crate::helpers::Process, path: &str| format!("{}/scim/default/v2{path}", p.base);
@@ -680,6 +681,7 @@ async fn explain_and_diff_config_from_the_command_line() {
     let db = format!("sqlite://{}/p.db", dir.path().display());
     {
         let p = crate::helpers::Process::start(&cfg, &db, None);
+        pimgate::tls::install_crypto_provider();
         let client = reqwest::Client::new();
         let mut ids = Vec::new();
         for name in ["e1@example.com", "e2@example.com", "e3@example.com"] {
