@@ -26,7 +26,9 @@ CREATE TABLE oauth_grants (
     created      TEXT NOT NULL,
     expires      TEXT NOT NULL,
     refresh_hash TEXT UNIQUE,
-    revoked      TEXT
+    revoked      TEXT,
+    -- 1 when the login token's groups claim was an overage marker (SCIM groups were used).
+    groups_overage BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX oauth_grants_user ON oauth_grants (connection, user_id);
 CREATE INDEX oauth_grants_expires ON oauth_grants (expires);

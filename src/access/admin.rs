@@ -59,13 +59,30 @@ pub async fn explain(
         user: user.to_owned(),
     };
     let id = id.ok_or_else(no_such)?;
-    let facts = service.facts(conn, &id).await?.ok_or_else(no_such)?;
+    let mut facts = service.facts(conn, &id).await?.ok_or_else(no_such)?;
+    // As at the user's last sign-in: with the groups its login token carried.
+    let last = stores.grants.latest_grant(conn, &id).await?;
+    if let Some(g) = &last {
+        facts.token_groups = g.token_groups.clone();
+    }
     let claims = resolve(&model, &facts);
     if json {
-        Ok(serde_json::to_string_pretty(&claims)?)
-    } else {
-        Ok(explain_text(&claims, &model))
+        return Ok(serde_json::to_string_pretty(&claims)?);
     }
+    let mut out = explain_text(&claims, &model);
+    if let Some(g) = last {
+        let _ = writeln!(
+            out,
+            "last sign-in {}: {}",
+            g.auth_time.to_rfc3339(),
+            match (&g.token_groups, g.groups_overage) {
+                (_, true) => "the login token carried an overage marker instead of its groups; the SCIM groups were used".to_owned(),
+                (Some(v), false) => format!("the login token's groups {v:?} were applied"),
+                (None, false) => "the login token's groups are not read on this connection".to_owned(),
+            }
+        );
+    }
+    Ok(out)
 }
 
 fn source_text(s: &Source) -> String {

@@ -216,4 +216,7 @@ pub struct GrantRow {
     pub refresh_hash: Option<String>,
     /// Set when the grant was revoked (a replayed authorization code, an operator).
     pub revoked: Option<Timestamp>,
+    /// The login token carried an overage marker instead of its groups (Entra, over 200
+    /// groups): the SCIM groups were used. `pimgate explain` says so.
+    pub groups_overage: bool,
 }

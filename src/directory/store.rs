@@ -161,6 +161,8 @@ pub trait GrantStore: std::fmt::Debug + Send + Sync + 'static {
     async fn grant_by_refresh(&self, refresh_hash: &str) -> Result<Option<GrantRow>>;
     /// Marks a grant revoked; `false` when there is no such grant or it was revoked before.
     async fn revoke_grant(&self, id: &str, at: Timestamp) -> Result<bool>;
+    /// The user's most recent grant (their last sign-in), if any.
+    async fn latest_grant(&self, conn: &ConnectionId, user_id: &str) -> Result<Option<GrantRow>>;
     /// Deletes grants that expired before `before`; how many.
     async fn purge_grants(&self, before: Timestamp) -> Result<u64>;
 }

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{FromRef, Path, Query, RawForm, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Path, Query, RawForm, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -34,7 +34,12 @@ where
         .route("/oauth/userinfo", get(userinfo).post(userinfo))
         .route("/oauth/jwks", get(jwks))
         .route("/oauth/permissions", get(permissions))
+        // Forms of a few fields: anything larger is refused (413) before it is read.
+        .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
 }
+
+/// The largest authorization or token request body read.
+const MAX_FORM_BYTES: usize = 64 * 1024;
 
 fn not_configured() -> Response {
     (

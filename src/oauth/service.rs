@@ -106,6 +106,9 @@ struct IssuedCode {
     auth_time: i64,
     /// The grant its redemption makes (named in advance, so a replay can revoke it).
     grant_id: String,
+    /// The login token's groups were an overage marker.
+    #[serde(default)]
+    groups_overage: bool,
 }
 
 /// Where `/authorize` sends the browser.
@@ -720,6 +723,7 @@ impl OidcProvider {
         } else {
             None
         };
+        let groups_overage = reads_token && token_groups.is_none();
         let claims = match self
             .inner
             .access
@@ -749,6 +753,7 @@ impl OidcProvider {
             token_groups,
             auth_time: self.inner.clock.now().0,
             grant_id: uuid::Uuid::now_v7().to_string(),
+            groups_overage,
         };
         let record = serde_json::to_string(&issued).map_err(|e| unavailable(&e.to_string()))?;
         self.inner
@@ -996,6 +1001,7 @@ impl OidcProvider {
             ),
             refresh_hash: refresh.as_deref().map(sha256_hex),
             revoked: None,
+            groups_overage: issued.groups_overage,
         };
         let claims = self.current_claims(&grant).await?;
         self.inner.grants.insert_grant(&grant).await?;

@@ -155,3 +155,50 @@ fn commands_other_than_serve_and_migrate_do_not_migrate() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn keys_list_and_rotate_show_each_keys_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("sso.toml");
+    let kek = dir.path().join("kek");
+    std::fs::write(&kek, "ab".repeat(32)).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\npublic_url = \"https://gw.example\"\n[database]\nurl = \"sqlite://{}/k.db\"\n\
+             [connections.corp.sso]\nissuer = \"https://idp.example\"\nclient_id = \"c\"\n\
+             [oidc]\nkey_encryption_key_file = \"{}\"\n",
+            dir.path().display(),
+            kek.display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = pimgate()
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&["migrate"]);
+    let listed = run(&["keys", "list"]);
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(
+        listed.contains("active (signing)") && listed.contains("ES256"),
+        "{listed}"
+    );
+    run(&["keys", "rotate"]);
+    let listed = run(&["keys", "list"]);
+    assert!(listed.contains("published (not signing yet)"), "{listed}");
+    run(&["keys", "rotate", "--now"]);
+    let listed = run(&["keys", "list"]);
+    assert!(listed.contains("retired (published until"), "{listed}");
+    assert_eq!(listed.matches("active (signing)").count(), 1, "{listed}");
+}

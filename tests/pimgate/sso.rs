@@ -1135,3 +1135,64 @@ client_id = "x""#,
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn oversized_token_requests_are_refused_before_they_are_read() {
+    let w = start(Db::Sqlite, |_| {}).await;
+    let r = w
+        .app
+        .client
+        .post(format!("{}/oauth/token", w.issuer))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=authorization_code&code={}",
+            "a".repeat(200_000)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+/// Entra's overage marker is never read as "no groups": the SCIM groups apply, and
+/// `explain` says so for the last sign-in.
+#[tokio::test]
+async fn group_overage_falls_back_to_scim_groups_and_explain_says_so() {
+    let w = start(Db::Sqlite, |_| {}).await;
+    let alice = w.provision("alice", true).await;
+    let v = verifier();
+    let cb = w
+        .walk(
+            &w.authorize_url(&v, &[]),
+            "alice",
+            Some(&format!("{}/sso/", w.issuer)),
+        )
+        .await
+        .url;
+    w.tamper("overage").await;
+    let landing = w.walk(&cb, "alice", Some(&w.pim.url)).await;
+    let u = reqwest::Url::parse(&landing.url).unwrap();
+    let code = u
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let (s, tokens) = w.redeem(&code, Some(&v)).await;
+    assert_eq!(s, StatusCode::OK, "{tokens}");
+    assert_eq!(
+        jwt_part(tokens["id_token"].as_str().unwrap(), 1)["roles"],
+        json!([EDITOR_ROLE])
+    );
+    let stores = pimgate::directory::Stores::of(Arc::new(w.app.running().store().clone()));
+    let conn = pimgate::connections::ConnectionId::parse("corp").unwrap();
+    let text =
+        pimgate::access::admin::explain(&stores, w.app.state.access.model(), &conn, &alice, false)
+            .await
+            .unwrap();
+    assert!(text.contains("overage"), "{text}");
+    assert!(
+        text.contains("Editor"),
+        "SCIM groups grant the role: {text}"
+    );
+}

@@ -12,7 +12,8 @@ use crate::directory::model::GrantRow;
 use crate::directory::store::GrantStore;
 
 const COLUMNS: &str = "SELECT id, client_id, connection, user_id, scope, token_groups, \
-                       auth_time, created, expires, refresh_hash, revoked FROM oauth_grants";
+                       auth_time, created, expires, refresh_hash, revoked, groups_overage \
+                       FROM oauth_grants";
 
 fn grant_from_row(row: &Row) -> Result<GrantRow> {
     let conn: String = row.get(2)?;
@@ -22,6 +23,7 @@ fn grant_from_row(row: &Row) -> Result<GrantRow> {
         .transpose()
         .map_err(|_| DirectoryError::corrupt("grant token groups"))?;
     let revoked: Option<String> = row.get(10)?;
+    let overage: i64 = row.get(11)?;
     Ok(GrantRow {
         id: row.get(0)?,
         client_id: row.get(1)?,
@@ -37,6 +39,7 @@ fn grant_from_row(row: &Row) -> Result<GrantRow> {
         revoked: revoked
             .map(|r| Timestamp::parse_rfc3339(&r).ok_or(DirectoryError::corrupt("grant revoked")))
             .transpose()?,
+        groups_overage: overage != 0,
     })
 }
 
@@ -52,7 +55,7 @@ impl GrantStore for SqlStore {
         let mut ins = self.sql();
         ins.push(
             "INSERT INTO oauth_grants (id, client_id, connection, user_id, scope, token_groups, \
-             auth_time, created, expires, refresh_hash, revoked) VALUES ",
+             auth_time, created, expires, refresh_hash, revoked, groups_overage) VALUES ",
         )
         .row([
             Bind::text(g.id.as_str()),
@@ -66,6 +69,7 @@ impl GrantStore for SqlStore {
             Bind::text(g.expires.to_rfc3339()),
             Bind::opt(g.refresh_hash.as_deref()),
             Bind::opt(g.revoked.map(Timestamp::to_rfc3339).as_deref()),
+            Bind::Int(i64::from(g.groups_overage)),
         ]);
         self.write_one(&ins).await?;
         Ok(())
@@ -86,6 +90,21 @@ impl GrantStore for SqlStore {
         q.push(COLUMNS)
             .push(" WHERE refresh_hash = ")
             .bind_text(refresh_hash);
+        let row = self.read_optional(&q).await?;
+        row.as_ref().map(grant_from_row).transpose()
+    }
+
+    async fn latest_grant(&self, conn: &ConnectionId, user_id: &str) -> Result<Option<GrantRow>> {
+        if !crate::directory::limits::is_storable_key(user_id) {
+            return Ok(None);
+        }
+        let mut q = self.sql();
+        q.push(COLUMNS)
+            .push(" WHERE connection = ")
+            .bind_text(conn.as_str())
+            .push(" AND user_id = ")
+            .bind_text(user_id)
+            .push(" ORDER BY created DESC, id DESC LIMIT 1");
         let row = self.read_optional(&q).await?;
         row.as_ref().map(grant_from_row).transpose()
     }
