@@ -11,6 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::connections::ConnectionId;
+pub use crate::sso::settings::{MatchAttribute, Unprovisioned, Upstream};
 
 /// `[connections.NAME.sso]`: how pimgate signs people of this connection in at their IdP.
 /// The redirect URI to register there is `{public_url}/sso/NAME/callback`.
@@ -129,29 +130,6 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> SettingsError 
     }
 }
 
-/// Which SCIM attribute the IdP's subject claim is matched against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MatchAttribute {
-    ExternalId,
-    UserName,
-}
-
-impl MatchAttribute {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MatchAttribute::ExternalId => "externalId",
-            MatchAttribute::UserName => "userName",
-        }
-    }
-}
-
-/// What happens to a person the IdP knows but SCIM never provisioned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unprovisioned {
-    Deny,
-    Create,
-}
-
 /// The algorithm pimgate signs its tokens with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SigningAlg {
@@ -174,27 +152,6 @@ impl SigningAlg {
             _ => None,
         }
     }
-}
-
-/// One connection's upstream IdP, validated.
-#[derive(Debug, Clone)]
-pub struct Upstream {
-    pub connection: ConnectionId,
-    /// As configured, without a trailing `/`.
-    pub issuer: String,
-    pub client_id: String,
-    pub client_secret: Option<SecretString>,
-    /// Always with `openid`.
-    pub scopes: Vec<String>,
-    pub subject_claim: String,
-    pub match_attribute: MatchAttribute,
-    pub unprovisioned: Unprovisioned,
-    pub groups_claim: String,
-    /// Lowercase.
-    pub domains: Vec<String>,
-    pub tenants: Vec<String>,
-    /// `{public_url}/sso/NAME/callback`.
-    pub redirect_uri: String,
 }
 
 /// A downstream client, validated.

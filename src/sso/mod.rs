@@ -3,6 +3,7 @@
 //! connection with an `[sso]` table. Matching the person to the directory and issuing the
 //! PIM's tokens is the OpenID provider's part ([`crate::oauth`]).
 
+pub mod settings;
 pub mod upstream;
 
 use std::collections::BTreeMap;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::connections::ConnectionId;
-use crate::oauth::settings::Upstream;
+use settings::Upstream;
 use upstream::UpstreamIdp;
 
 /// How long a call to an IdP may take.

@@ -28,8 +28,8 @@ use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
 use super::SsoError;
+use super::settings::Upstream;
 use crate::clock::{Clock, Timestamp};
-use crate::oauth::settings::Upstream;
 
 /// Leeway for the IdP's clock on `exp` and `iat`.
 pub const CLOCK_SKEW_MS: u64 = 60_000;
