@@ -38,6 +38,8 @@ pub const CLOCK_SKEW_MS: u64 = 60_000;
 pub const JWKS_REFETCH_MS: u64 = 1_000;
 /// Discovery is read again after this long.
 const DISCOVERY_TTL_MS: u64 = 60 * 60 * 1000;
+/// After a failed discovery, how long before the IdP is tried again.
+const DISCOVERY_RETRY_MS: u64 = 5_000;
 /// Largest discovery or JWKS document read.
 const MAX_DOCUMENT_BYTES: usize = 512 * 1024;
 
@@ -83,6 +85,9 @@ pub struct UpstreamIdp {
     http: reqwest::Client,
     clock: Arc<dyn Clock>,
     discovered: Mutex<Option<Arc<Discovered>>>,
+    /// When discovery last failed: for [`DISCOVERY_RETRY_MS`] after, sign-ins fail at once
+    /// instead of queueing for the IdP.
+    failed_at: std::sync::Mutex<Option<Timestamp>>,
     /// Held while a JWKS fetch is in flight: one at a time.
     jwks_fetch: Mutex<()>,
 }
@@ -120,6 +125,37 @@ async fn fetch_json<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&body).map_err(|e| format!("{url}: {e}"))
 }
 
+/// One call to the IdP's token endpoint for `openidconnect`, on our client (its timeouts,
+/// no redirects) and with the answer capped at [`MAX_DOCUMENT_BYTES`].
+async fn bounded_call(
+    http: reqwest::Client,
+    req: openidconnect::HttpRequest,
+) -> Result<openidconnect::HttpResponse, std::io::Error> {
+    let (parts, body) = req.into_parts();
+    let mut resp = http
+        .request(parts.method, parts.uri.to_string())
+        .headers(parts.headers)
+        .body(body)
+        .send()
+        .await
+        .map_err(std::io::Error::other)?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(std::io::Error::other)? {
+        if bytes.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+            return Err(std::io::Error::other(format!(
+                "the answer is larger than {MAX_DOCUMENT_BYTES} bytes"
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let mut out = openidconnect::HttpResponse::new(bytes);
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    Ok(out)
+}
+
 fn chrono_of(t: Timestamp) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_millis(t.0).unwrap_or_default()
 }
@@ -138,6 +174,7 @@ impl UpstreamIdp {
             http,
             clock,
             discovered: Mutex::new(None),
+            failed_at: std::sync::Mutex::new(None),
             jwks_fetch: Mutex::new(()),
         }
     }
@@ -145,6 +182,27 @@ impl UpstreamIdp {
     /// The discovery document and JWKS, read when missing or older than an hour. One
     /// discovery at a time per IdP.
     async fn discovered(&self) -> Result<Arc<Discovered>, SsoError> {
+        let recent_failure = match self.failed_at.lock() {
+            Ok(f) => *f,
+            Err(p) => *p.into_inner(),
+        };
+        if let Some(at) = recent_failure
+            && self.clock.now().millis_since(at) < DISCOVERY_RETRY_MS
+        {
+            return Err(SsoError::Discovery(
+                "the IdP failed moments ago; not trying again yet".into(),
+            ));
+        }
+        let result = self.discover().await;
+        let mut failed = match self.failed_at.lock() {
+            Ok(f) => f,
+            Err(p) => p.into_inner(),
+        };
+        *failed = result.is_err().then(|| self.clock.now());
+        result
+    }
+
+    async fn discover(&self) -> Result<Arc<Discovered>, SsoError> {
         let mut slot = self.discovered.lock().await;
         let now = self.clock.now();
         if let Some(d) = slot.as_ref()
@@ -293,7 +351,7 @@ impl UpstreamIdp {
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| SsoError::Discovery(e.to_string()))?
             .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()))
-            .request_async(&self.http)
+            .request_async(&|req| bounded_call(self.http.clone(), req))
             .await
             .map_err(|e| SsoError::Exchange(describe_token_error(&e)))?;
         let id_token = response

@@ -1196,3 +1196,33 @@ async fn group_overage_falls_back_to_scim_groups_and_explain_says_so() {
         "SCIM groups grant the role: {text}"
     );
 }
+
+#[tokio::test]
+async fn an_unreachable_idp_is_a_page_and_later_sign_ins_fail_fast() {
+    let w = start(Db::Sqlite, |s| {
+        s.connections
+            .get_mut("corp")
+            .unwrap()
+            .sso
+            .as_mut()
+            .unwrap()
+            .issuer = "http://127.0.0.1:1".into();
+    })
+    .await;
+    for _ in 0..2 {
+        let r = w
+            .browser
+            .get(w.authorize_url(&verifier(), &[]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        assert!(r.text().await.unwrap().contains("cannot be reached"));
+    }
+}
