@@ -1226,3 +1226,14 @@ async fn an_unreachable_idp_is_a_page_and_later_sign_ins_fail_fast() {
         assert!(r.text().await.unwrap().contains("cannot be reached"));
     }
 }
+
+#[tokio::test]
+async fn eddsa_tokens_verify_at_the_stock_client() {
+    let w = start(Db::Sqlite, |s| s.oidc.signing_alg = "EdDSA".into()).await;
+    w.provision("alice", true).await;
+    let landing = w.pim_login("alice").await;
+    assert_eq!(landing.status, StatusCode::OK, "{}", landing.body);
+    let out = landing.json();
+    assert_eq!(jwt_part(out["id_token"].as_str().unwrap(), 0)["alg"], "EdDSA");
+    assert_eq!(out["userinfo"]["roles"][0]["id"], EDITOR_ROLE);
+}
