@@ -31,4 +31,12 @@ CREATE TABLE oauth_grants (
     groups_overage INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX oauth_grants_user ON oauth_grants (connection, user_id);
+
+-- Refresh tokens already rotated away (SHA-256, hex): presenting one again is the sign of a
+-- stolen token, and revokes its grant. Deleted with the grant.
+CREATE TABLE oauth_refresh_used (
+    refresh_hash TEXT PRIMARY KEY,
+    grant_id     TEXT NOT NULL REFERENCES oauth_grants (id) ON DELETE CASCADE
+);
+CREATE INDEX oauth_refresh_used_grant ON oauth_refresh_used (grant_id);
 CREATE INDEX oauth_grants_expires ON oauth_grants (expires);

@@ -139,7 +139,13 @@ impl App {
             "pimgate built"
         );
         // Claims are invalidated by every committed change before it is acknowledged.
-        let events = EventBus::new(1024).with_listener(Arc::new(access.clone()));
+        let events = EventBus::new(1024)
+            .with_listener(Arc::new(access.clone()))
+            .with_listener(Arc::new(crate::oauth::deprovision::GrantRevoker::new(
+                stores.grants.clone(),
+                stores.users.clone(),
+                clock.clone(),
+            )));
         let directory = Directory::new(&stores, clock.clone(), events);
         let oidc = build_oidc(&config, &stores, &access, &directory, flow, clock.clone()).await?;
         let s = &config.settings;

@@ -161,6 +161,18 @@ pub trait GrantStore: std::fmt::Debug + Send + Sync + 'static {
     async fn grant_by_refresh(&self, refresh_hash: &str) -> Result<Option<GrantRow>>;
     /// Marks a grant revoked; `false` when there is no such grant or it was revoked before.
     async fn revoke_grant(&self, id: &str, at: Timestamp) -> Result<bool>;
+    /// Rotates a grant's refresh token from `old` to `new` (hex SHA-256s), keeping `old` as
+    /// used. `false` when `old` is not the grant's current token any more (a concurrent use).
+    async fn rotate_refresh(&self, grant_id: &str, old: &str, new: &str) -> Result<bool>;
+    /// The grant a rotated-away refresh token belonged to (a reuse), if any.
+    async fn grant_of_used_refresh(&self, refresh_hash: &str) -> Result<Option<String>>;
+    /// Revokes every live grant of a user; how many.
+    async fn revoke_user_grants(
+        &self,
+        conn: &ConnectionId,
+        user_id: &str,
+        at: Timestamp,
+    ) -> Result<u64>;
     /// The user's most recent grant (their last sign-in), if any.
     async fn latest_grant(&self, conn: &ConnectionId, user_id: &str) -> Result<Option<GrantRow>>;
     /// Deletes grants that expired before `before`; how many.

@@ -6,8 +6,10 @@
 //! - [`routes`]: discovery, authorize, the IdP callback, token, userinfo, JWKS;
 //! - [`keys`]: signing keys in the store, encrypted at rest, rotated;
 //! - [`tokens`]: the ID and access tokens (RFC 9068) and their compact access claims;
+//! - [`deprovision`]: a SCIM deactivation or deletion revokes the user's grants;
 //! - [`pages`]: what a person sees when sign-in fails; [`error`]: RFC 6749 errors.
 
+pub mod deprovision;
 pub mod error;
 pub mod keys;
 pub mod pages;

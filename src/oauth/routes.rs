@@ -7,6 +7,7 @@
 //! - `POST /oauth/token`: codes and refresh tokens for tokens;
 //! - `GET|POST /oauth/userinfo`: the full claims document;
 //! - `GET /oauth/jwks`: the public signing keys;
+//! - `POST /oauth/revoke` (RFC 7009), `POST /oauth/introspect` (RFC 7662);
 //! - `GET /oauth/permissions`: the order of the `permissions` bitset in tokens.
 
 use std::collections::BTreeMap;
@@ -33,6 +34,8 @@ where
         .route("/oauth/token", axum::routing::post(token))
         .route("/oauth/userinfo", get(userinfo).post(userinfo))
         .route("/oauth/jwks", get(jwks))
+        .route("/oauth/revoke", axum::routing::post(revoke))
+        .route("/oauth/introspect", axum::routing::post(introspect))
         .route("/oauth/permissions", get(permissions))
         // Forms of a few fields: anything larger is refused (413) before it is read.
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
@@ -190,6 +193,51 @@ async fn token(
             let h = resp.headers_mut();
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            resp
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+fn client_credentials(headers: &HeaderMap, form: &BTreeMap<String, String>) -> ClientCredentials {
+    ClientCredentials {
+        basic: basic(headers),
+        form_id: form.get("client_id").cloned(),
+        form_secret: form.get("client_secret").cloned(),
+    }
+}
+
+async fn revoke(
+    State(op): State<OidcProvider>,
+    headers: HeaderMap,
+    RawForm(form): RawForm,
+) -> Response {
+    let form = params(&Method::POST, "", &form);
+    match op.revoke(&form, &client_credentials(&headers, &form)).await {
+        Ok(()) => {
+            let mut resp = StatusCode::OK.into_response();
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            resp
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn introspect(
+    State(op): State<OidcProvider>,
+    headers: HeaderMap,
+    RawForm(form): RawForm,
+) -> Response {
+    let form = params(&Method::POST, "", &form);
+    match op
+        .introspect(&form, &client_credentials(&headers, &form))
+        .await
+    {
+        Ok(doc) => {
+            let mut resp = Json(doc).into_response();
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             resp
         }
         Err(e) => e.into_response(),

@@ -282,6 +282,10 @@ impl OidcProvider {
             "token_endpoint": format!("{iss}/oauth/token"),
             "userinfo_endpoint": format!("{iss}/oauth/userinfo"),
             "jwks_uri": format!("{iss}/oauth/jwks"),
+            "revocation_endpoint": format!("{iss}/oauth/revoke"),
+            "introspection_endpoint": format!("{iss}/oauth/introspect"),
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code", "refresh_token"],
@@ -1023,12 +1027,20 @@ impl OidcProvider {
             .ok_or_else(|| OAuthError::invalid_request("refresh_token is missing"))?;
         let invalid =
             || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
-        let grant = self
-            .inner
-            .grants
-            .grant_by_refresh(&sha256_hex(token))
-            .await?
-            .ok_or_else(invalid)?;
+        let hash = sha256_hex(token);
+        let Some(grant) = self.inner.grants.grant_by_refresh(&hash).await? else {
+            // A refresh token rotated away and presented again: someone else holds a copy.
+            // The whole grant ends.
+            if let Some(grant_id) = self.inner.grants.grant_of_used_refresh(&hash).await? {
+                let revoked = self
+                    .inner
+                    .grants
+                    .revoke_grant(&grant_id, self.inner.clock.now())
+                    .await?;
+                tracing::warn!(client = %client.id, grant = %grant_id, revoked, "a rotated refresh token was used again; its grant is revoked");
+            }
+            return Err(invalid().into());
+        };
         let now = self.inner.clock.now();
         if grant.client_id != client.id || grant.revoked.is_some() || grant.expires <= now {
             return Err(invalid().into());
@@ -1042,7 +1054,143 @@ impl OidcProvider {
             }
         }
         let claims = self.current_claims(&grant).await?;
-        self.mint(client, &grant, &claims, None).await
+        // Rotation: the presented token is spent; a concurrent use of it lost the race and is
+        // treated as a reuse.
+        let next = format!("pgr_{}", random());
+        if !self
+            .inner
+            .grants
+            .rotate_refresh(&grant.id, &hash, &sha256_hex(&next))
+            .await?
+        {
+            self.inner.grants.revoke_grant(&grant.id, now).await?;
+            tracing::warn!(client = %client.id, grant = %grant.id, "a refresh token was used twice at once; its grant is revoked");
+            return Err(invalid().into());
+        }
+        let mut resp = self.mint(client, &grant, &claims, None).await?;
+        resp.refresh_token = Some(next);
+        Ok(resp)
+    }
+
+    // ------------------------------------------------------------------- revoke, introspect
+
+    /// The grant a presented token (refresh token or access token) belongs to, for the
+    /// client that presents it; `None` when it names no live grant of that client. An access
+    /// token also yields its claims.
+    async fn grant_of_token(
+        &self,
+        client: &Client,
+        token: &str,
+    ) -> Result<Option<(GrantRow, Option<AccessTokenClaims>)>, TokenFailure> {
+        let iss = self.issuer().unwrap_or_default();
+        if token.len() > 8 * 1024 {
+            return Ok(None);
+        }
+        if token.starts_with("pgr_") {
+            let grant = self
+                .inner
+                .grants
+                .grant_by_refresh(&sha256_hex(token))
+                .await?;
+            return Ok(grant
+                .filter(|g| g.client_id == client.id)
+                .map(|g| (g, None)));
+        }
+        match verify_access_token(&self.inner.keys, iss, token, self.inner.clock.now()).await {
+            Ok(at) if at.client_id == client.id => {
+                let grant = self.inner.grants.grant(&at.sid).await?;
+                Ok(grant
+                    .filter(|g| g.user_id == at.sub && g.client_id == client.id)
+                    .map(|g| (g, Some(at))))
+            }
+            Ok(_) => Ok(None),
+            Err(TokenRejected::Keys(e)) => Err(e.into()),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// RFC 7009 revocation: a refresh or access token ends its whole grant. Unknown tokens
+    /// and tokens of other clients are answered the same (200), as the RFC asks.
+    pub async fn revoke(
+        &self,
+        form: &BTreeMap<String, String>,
+        creds: &ClientCredentials,
+    ) -> Result<(), TokenFailure> {
+        if self.issuer().is_none() {
+            return Err(OAuthError::invalid_request("single sign-on is not configured").into());
+        }
+        let client = self.authenticate_client(creds)?;
+        let token = form
+            .get("token")
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
+        if let Some((grant, _)) = self.grant_of_token(client, token).await? {
+            let revoked = self
+                .inner
+                .grants
+                .revoke_grant(&grant.id, self.inner.clock.now())
+                .await?;
+            tracing::info!(client = %client.id, grant = %grant.id, revoked, "grant revoked by its client");
+        }
+        Ok(())
+    }
+
+    /// RFC 7662 introspection, for the client the token was issued to: active only while the
+    /// grant is live and the user exists, is active and still has access.
+    pub async fn introspect(
+        &self,
+        form: &BTreeMap<String, String>,
+        creds: &ClientCredentials,
+    ) -> Result<Value, TokenFailure> {
+        if self.issuer().is_none() {
+            return Err(OAuthError::invalid_request("single sign-on is not configured").into());
+        }
+        let client = self.authenticate_client(creds)?;
+        let token = form
+            .get("token")
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
+        let inactive = json!({ "active": false });
+        let Some((grant, at)) = self.grant_of_token(client, token).await? else {
+            return Ok(inactive);
+        };
+        let now = self.inner.clock.now();
+        if grant.revoked.is_some() || (at.is_none() && grant.expires <= now) {
+            return Ok(inactive);
+        }
+        let claims = match self.current_claims(&grant).await {
+            Ok(c) if !(c.roles.is_empty() && c.user_groups.is_empty()) => c,
+            Ok(_) | Err(TokenFailure::OAuth(_)) => return Ok(inactive),
+            Err(e) => return Err(e),
+        };
+        let iss = self.issuer().unwrap_or_default();
+        Ok(match at {
+            Some(at) => json!({
+                "active": true,
+                "token_type": "Bearer",
+                "iss": iss,
+                "sub": at.sub,
+                "aud": at.aud,
+                "client_id": at.client_id,
+                "scope": at.scope,
+                "exp": at.exp,
+                "iat": at.iat,
+                "jti": at.jti,
+                "sid": at.sid,
+                "connection": claims.connection,
+            }),
+            None => json!({
+                "active": true,
+                "token_type": "refresh_token",
+                "iss": iss,
+                "sub": grant.user_id,
+                "client_id": grant.client_id,
+                "scope": grant.scope,
+                "exp": seconds(grant.expires),
+                "sid": grant.id,
+                "connection": claims.connection,
+            }),
+        })
     }
 
     /// The user's claims now; a user gone or deactivated ends the grant.

@@ -1234,6 +1234,149 @@ async fn eddsa_tokens_verify_at_the_stock_client() {
     let landing = w.pim_login("alice").await;
     assert_eq!(landing.status, StatusCode::OK, "{}", landing.body);
     let out = landing.json();
-    assert_eq!(jwt_part(out["id_token"].as_str().unwrap(), 0)["alg"], "EdDSA");
+    assert_eq!(
+        jwt_part(out["id_token"].as_str().unwrap(), 0)["alg"],
+        "EdDSA"
+    );
     assert_eq!(out["userinfo"]["roles"][0]["id"], EDITOR_ROLE);
+}
+
+impl World {
+    async fn client_post(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
+        let r = self
+            .app
+            .client
+            .post(format!("{}{path}", self.issuer))
+            .basic_auth("pim", Some(PIM_SECRET))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn introspect(&self, token: &str) -> Value {
+        let (s, v) = self
+            .client_post("/oauth/introspect", &[("token", token)])
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v
+    }
+
+    /// Alice signed in: her tokens.
+    async fn signed_in(&self) -> (String, Value) {
+        let alice = self.provision("alice", true).await;
+        let v = verifier();
+        let code = self.code("alice", &v).await;
+        let (s, tokens) = self.redeem(&code, Some(&v)).await;
+        assert_eq!(s, StatusCode::OK, "{tokens}");
+        (alice, tokens)
+    }
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_grant() {
+    let w = start(Db::Sqlite, |_| {}).await;
+    let (_, tokens) = w.signed_in().await;
+    let first = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let (s, next) = w.refresh(&first).await;
+    assert_eq!(s, StatusCode::OK, "{next}");
+    let second = next["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(first, second, "rotated");
+    let (s, err) = w.refresh(&first).await;
+    assert_eq!(
+        (s, err["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    let (s, _) = w.refresh(&second).await;
+    assert_eq!(
+        s,
+        StatusCode::BAD_REQUEST,
+        "the reuse revoked the whole grant"
+    );
+    assert_eq!(
+        w.introspect(next["access_token"].as_str().unwrap()).await["active"],
+        false
+    );
+}
+
+#[tokio::test]
+async fn introspection_and_revocation_follow_the_grant() {
+    let w = start(Db::Sqlite, |_| {}).await;
+    let (alice, tokens) = w.signed_in().await;
+    let at = tokens["access_token"].as_str().unwrap();
+    let rt = tokens["refresh_token"].as_str().unwrap();
+    let a = w.introspect(at).await;
+    assert_eq!(
+        (
+            a["active"].as_bool(),
+            a["sub"].as_str(),
+            a["client_id"].as_str()
+        ),
+        (Some(true), Some(alice.as_str()), Some("pim"))
+    );
+    assert_eq!(w.introspect(rt).await["token_type"], "refresh_token");
+    assert_eq!(w.introspect("pgr_not-a-token").await["active"], false);
+    let (s, _) = w.client_post("/oauth/revoke", &[("token", at)]).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(w.introspect(at).await["active"], false);
+    assert_eq!(
+        w.introspect(rt).await["active"],
+        false,
+        "revoking the access token ends its grant"
+    );
+    assert_eq!(w.refresh(rt).await.0, StatusCode::BAD_REQUEST);
+    let (s, _) = w
+        .client_post("/oauth/revoke", &[("token", "unknown")])
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "RFC 7009: unknown tokens are not an error"
+    );
+}
+
+#[tokio::test]
+async fn scim_deactivation_revokes_sign_ins_before_the_scim_response() {
+    let w = start(Db::Postgres, |_| {}).await;
+    let (alice, tokens) = w.signed_in().await;
+    let at = tokens["access_token"].as_str().unwrap();
+    let rt = tokens["refresh_token"].as_str().unwrap();
+    assert_eq!(w.introspect(at).await["active"], true);
+    let (s, _) = w
+        .app
+        .call_as(
+            "corp-scim-token-0123456789",
+            "corp",
+            reqwest::Method::PATCH,
+            &format!("/Users/{alice}"),
+            Some(
+                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "value": {"active": false}}]}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(w.introspect(at).await["active"], false);
+    assert_eq!(w.introspect(rt).await["active"], false);
+    assert_eq!(w.refresh(rt).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(w.userinfo(at).await.0, StatusCode::UNAUTHORIZED);
+    // Reactivation does not bring the old sign-in back.
+    let (s, _) = w
+        .app
+        .call_as(
+            "corp-scim-token-0123456789",
+            "corp",
+            reqwest::Method::PATCH,
+            &format!("/Users/{alice}"),
+            Some(
+                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "value": {"active": true}}]}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(w.refresh(rt).await.0, StatusCode::BAD_REQUEST);
+    w.app.stop().await;
 }

@@ -109,6 +109,52 @@ impl GrantStore for SqlStore {
         row.as_ref().map(grant_from_row).transpose()
     }
 
+    async fn rotate_refresh(&self, grant_id: &str, old: &str, new: &str) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let mut up = self.sql();
+        up.push("UPDATE oauth_grants SET refresh_hash = ")
+            .bind_text(new)
+            .push(" WHERE id = ")
+            .bind_text(grant_id)
+            .push(" AND refresh_hash = ")
+            .bind_text(old)
+            .push(" AND revoked IS NULL");
+        if up.execute(&mut tx.conn()).await? == 0 {
+            return Ok(false);
+        }
+        let mut ins = self.sql();
+        ins.push("INSERT INTO oauth_refresh_used (refresh_hash, grant_id) VALUES ")
+            .row([Bind::text(old), Bind::text(grant_id)]);
+        ins.execute(&mut tx.conn()).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn grant_of_used_refresh(&self, refresh_hash: &str) -> Result<Option<String>> {
+        let mut q = self.sql();
+        q.push("SELECT grant_id FROM oauth_refresh_used WHERE refresh_hash = ")
+            .bind_text(refresh_hash);
+        let row = self.read_optional(&q).await?;
+        Ok(row.map(|r| r.get::<String>(0)).transpose()?)
+    }
+
+    async fn revoke_user_grants(
+        &self,
+        conn: &ConnectionId,
+        user_id: &str,
+        at: Timestamp,
+    ) -> Result<u64> {
+        let mut up = self.sql();
+        up.push("UPDATE oauth_grants SET revoked = ")
+            .bind_text(at.to_rfc3339())
+            .push(" WHERE connection = ")
+            .bind_text(conn.as_str())
+            .push(" AND user_id = ")
+            .bind_text(user_id)
+            .push(" AND revoked IS NULL");
+        Ok(self.write_one(&up).await?)
+    }
+
     async fn revoke_grant(&self, id: &str, at: Timestamp) -> Result<bool> {
         let mut up = self.sql();
         up.push("UPDATE oauth_grants SET revoked = ")
