@@ -58,10 +58,10 @@ impl ChangeListener for GrantRevoker {
             {
                 Ok(0) => {}
                 Ok(n) => {
-                    tracing::info!(connection = %event.connection, user = %user, grants = n, "deprovisioned: sign-in grants revoked")
+                    tracing::info!(connection = %event.connection, user = %user, grants = n, "deprovisioned: sign-in grants revoked");
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, connection = %event.connection, user = %user, "deprovisioned user's grants could not be revoked")
+                    tracing::error!(error = %e, connection = %event.connection, user = %user, "deprovisioned user's grants could not be revoked");
                 }
             }
         }
