@@ -188,7 +188,52 @@ struct World {
     model: Arc<pimgate::access::model::AccessModel>,
     running: Option<pimgate::Running>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The schema and the Redis keys are gone (else dropping the world removes them: a
+    /// bench that panics leaves nothing behind).
+    cleaned: bool,
     _kek_file: tempfile::NamedTempFile,
+}
+
+/// Drops the bench's schema and deletes its Redis keys; errors are ignored.
+async fn remove_scratch(admin: &str, schema: &str, prefix: &str) {
+    if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(admin).await {
+        let drop = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+        let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
+            .execute(&mut conn)
+            .await;
+    }
+    if let Ok(client) = redis::Client::open(redis_url())
+        && let Ok(mut r) = client.get_multiplexed_async_connection().await
+    {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}:*"))
+            .query_async(&mut r)
+            .await
+            .unwrap_or_default();
+        for chunk in keys.chunks(500) {
+            let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(&mut r).await;
+        }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if self.cleaned {
+            return;
+        }
+        let (admin, schema, prefix) =
+            (self.admin.clone(), self.schema.clone(), self.prefix.clone());
+        // A thread with a runtime of its own: Drop cannot await.
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(remove_scratch(&admin, &schema, &prefix));
+            }
+        })
+        .join();
+    }
 }
 
 fn new_browser() -> reqwest::Client {
@@ -345,6 +390,7 @@ domains = ["corp.example"]
         model,
         running: Some(running),
         shutdown: Some(tx),
+        cleaned: false,
         _kek_file: kek_file,
     };
     w.provision("alice").await;
@@ -581,19 +627,8 @@ impl World {
         if let Some(running) = self.running.take() {
             let _ = tokio::time::timeout(Duration::from_secs(10), running.wait()).await;
         }
-        exec(&self.admin, format!("DROP SCHEMA {} CASCADE", self.schema)).await;
-        if let Ok(client) = redis::Client::open(redis_url())
-            && let Ok(mut r) = client.get_multiplexed_async_connection().await
-        {
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{}:*", self.prefix))
-                .query_async(&mut r)
-                .await
-                .unwrap_or_default();
-            for chunk in keys.chunks(500) {
-                let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(&mut r).await;
-            }
-        }
+        remove_scratch(&self.admin, &self.schema, &self.prefix).await;
+        self.cleaned = true;
     }
 }
 
