@@ -1380,3 +1380,20 @@ async fn scim_deactivation_revokes_sign_ins_before_the_scim_response() {
     assert_eq!(w.refresh(rt).await.0, StatusCode::BAD_REQUEST);
     w.app.stop().await;
 }
+
+/// The OpenID provider's discovery document is a contract: a change shows as a reviewed
+/// snapshot diff.
+#[tokio::test]
+async fn openid_configuration_contract() {
+    let w = start(Db::Sqlite, |_| {}).await;
+    let (s, mut d) = get_json(
+        &w.app.client,
+        &format!("{}/.well-known/openid-configuration", w.issuer),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    // The issuer's port is the test's own: replace it with a stable name.
+    let text = d.to_string().replace(&w.issuer, "https://pimgate.example");
+    d = serde_json::from_str(&text).unwrap();
+    insta::assert_json_snapshot!("openid_configuration", d);
+}
