@@ -136,6 +136,7 @@ impl App {
             backend = ?stores.health.backend(),
             cache = access.cache_kind(),
             access_model = access.model().version(),
+            sign_in_state = flow.kind(),
             "pimgate built"
         );
         // Claims are invalidated by every committed change before it is acknowledged.

@@ -104,19 +104,27 @@ async fn authorize(
 ) -> Response {
     let params = params(&method, uri.query().unwrap_or_default(), &form);
     match op.authorize(&params).await {
-        AuthorizeOutcome::ToIdp { location, cookie } => {
-            let mut resp = Redirect::to(&location).into_response();
-            if let Ok(v) = HeaderValue::from_str(&cookie) {
-                resp.headers_mut().insert(header::SET_COOKIE, v);
-            }
-            resp.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            resp
-        }
+        AuthorizeOutcome::ToIdp { location, cookie } => redirect_setting(&location, &cookie),
         AuthorizeOutcome::Choose(links) => super::pages::chooser(&links),
         AuthorizeOutcome::ErrorRedirect(location) => Redirect::to(&location).into_response(),
         AuthorizeOutcome::Page(p) => p.into_response(),
     }
+}
+
+/// A redirect that sets a cookie, never cached.
+fn redirect_setting(location: &str, cookie: &str) -> Response {
+    let mut resp = Redirect::to(location).into_response();
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    no_store(resp)
+}
+
+/// Marks an answer that carries tokens, codes or claims as not cacheable.
+fn no_store(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 fn cookies(headers: &HeaderMap) -> BTreeMap<String, String> {
@@ -142,15 +150,7 @@ async fn callback(
         CallbackOutcome::ToClient {
             location,
             clear_cookie,
-        } => {
-            let mut resp = Redirect::to(&location).into_response();
-            if let Ok(v) = HeaderValue::from_str(&clear_cookie) {
-                resp.headers_mut().insert(header::SET_COOKIE, v);
-            }
-            resp.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            resp
-        }
+        } => redirect_setting(&location, &clear_cookie),
         CallbackOutcome::Page(p) => p.into_response(),
     }
 }
@@ -182,17 +182,11 @@ async fn token(
     RawForm(form): RawForm,
 ) -> Response {
     let form = params(&Method::POST, "", &form);
-    let creds = ClientCredentials {
-        basic: basic(&headers),
-        form_id: form.get("client_id").cloned(),
-        form_secret: form.get("client_secret").cloned(),
-    };
-    match op.token(&form, &creds).await {
+    match op.token(&form, &client_credentials(&headers, &form)).await {
         Ok(t) => {
-            let mut resp = Json(t).into_response();
-            let h = resp.headers_mut();
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            let mut resp = no_store(Json(t).into_response());
+            resp.headers_mut()
+                .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
             resp
         }
         Err(e) => e.into_response(),
@@ -214,12 +208,7 @@ async fn revoke(
 ) -> Response {
     let form = params(&Method::POST, "", &form);
     match op.revoke(&form, &client_credentials(&headers, &form)).await {
-        Ok(()) => {
-            let mut resp = StatusCode::OK.into_response();
-            resp.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            resp
-        }
+        Ok(()) => no_store(StatusCode::OK.into_response()),
         Err(e) => e.into_response(),
     }
 }
@@ -234,12 +223,7 @@ async fn introspect(
         .introspect(&form, &client_credentials(&headers, &form))
         .await
     {
-        Ok(doc) => {
-            let mut resp = Json(doc).into_response();
-            resp.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            resp
-        }
+        Ok(doc) => no_store(Json(doc).into_response()),
         Err(e) => e.into_response(),
     }
 }
@@ -248,12 +232,7 @@ async fn userinfo(State(op): State<OidcProvider>, headers: HeaderMap) -> Respons
     let bearer = crate::token::bearer(&headers);
     let bearer = bearer.as_ref().map(secrecy::ExposeSecret::expose_secret);
     match op.userinfo(bearer).await {
-        Ok(doc) => {
-            let mut resp = Json(doc).into_response();
-            resp.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            resp
-        }
+        Ok(doc) => no_store(Json(doc).into_response()),
         Err(e) => e.into_response(),
     }
 }

@@ -842,6 +842,15 @@ impl OidcProvider {
 
     // ------------------------------------------------------------------- /token
 
+    /// The client of a token, revocation or introspection request: single sign-on must be
+    /// configured and the client authenticated.
+    fn configured_client(&self, creds: &ClientCredentials) -> Result<&Client, TokenFailure> {
+        if self.issuer().is_none() {
+            return Err(OAuthError::invalid_request("single sign-on is not configured").into());
+        }
+        Ok(self.authenticate_client(creds)?)
+    }
+
     fn authenticate_client(&self, creds: &ClientCredentials) -> Result<&Client, OAuthError> {
         let (id, secret) = match (&creds.basic, &creds.form_id) {
             (Some(_), Some(_)) if creds.form_secret.is_some() => {
@@ -893,10 +902,7 @@ impl OidcProvider {
         form: &BTreeMap<String, String>,
         creds: &ClientCredentials,
     ) -> Result<TokenResponse, TokenFailure> {
-        if self.issuer().is_none() {
-            return Err(OAuthError::invalid_request("single sign-on is not configured").into());
-        }
-        let client = self.authenticate_client(creds)?;
+        let client = self.configured_client(creds)?;
         match form.get("grant_type").map(String::as_str) {
             Some("authorization_code") => self.redeem_code(client, form).await,
             Some("refresh_token") => self.refresh(client, form).await,
@@ -1116,14 +1122,8 @@ impl OidcProvider {
         form: &BTreeMap<String, String>,
         creds: &ClientCredentials,
     ) -> Result<(), TokenFailure> {
-        if self.issuer().is_none() {
-            return Err(OAuthError::invalid_request("single sign-on is not configured").into());
-        }
-        let client = self.authenticate_client(creds)?;
-        let token = form
-            .get("token")
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
+        let client = self.configured_client(creds)?;
+        let token = form_token(form)?;
         if let Some((grant, _)) = self.grant_of_token(client, token).await? {
             let revoked = self
                 .inner
@@ -1142,14 +1142,8 @@ impl OidcProvider {
         form: &BTreeMap<String, String>,
         creds: &ClientCredentials,
     ) -> Result<Value, TokenFailure> {
-        if self.issuer().is_none() {
-            return Err(OAuthError::invalid_request("single sign-on is not configured").into());
-        }
-        let client = self.authenticate_client(creds)?;
-        let token = form
-            .get("token")
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
+        let client = self.configured_client(creds)?;
+        let token = form_token(form)?;
         let inactive = json!({ "active": false });
         let Some((grant, at)) = self.grant_of_token(client, token).await? else {
             return Ok(inactive);
@@ -1302,6 +1296,14 @@ impl OidcProvider {
         }
         Ok(doc)
     }
+}
+
+/// The `token` of a revocation or introspection form.
+fn form_token(form: &BTreeMap<String, String>) -> Result<&str, OAuthError> {
+    form.get("token")
+        .map(String::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| OAuthError::invalid_request("token is missing"))
 }
 
 fn hex_array(h: &str) -> [u8; 32] {

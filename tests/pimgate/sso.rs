@@ -16,7 +16,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
-use crate::helpers::{Db, TOKEN, TestApp, TestDb, test_settings};
+use crate::helpers::{Db, TestApp, TestDb, test_settings};
 use pimgate::clock::SystemClock;
 use pimgate::config;
 
@@ -188,14 +188,6 @@ domains = ["corp.example"]
     tune(&mut s);
     let v = config::validate(s).unwrap();
     let app = TestApp::start_on_listener(db, v, Arc::new(SystemClock), listener).await;
-    // The first signing key is made by the maintenance task at start; wait for it.
-    for _ in 0..100 {
-        let (_, jwks) = get_json(&app.client, &format!("{issuer}/oauth/jwks")).await;
-        if jwks["keys"].as_array().is_some_and(|k| !k.is_empty()) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
     drop(idp_config);
     World {
         app,
@@ -211,21 +203,13 @@ domains = ["corp.example"]
     }
 }
 
+/// 32 random bytes as hex: a key-encryption key.
 fn hex_key() -> String {
-    hex::encode(rand_bytes())
-}
-
-fn rand_bytes() -> [u8; 32] {
-    let mut b = [0u8; 32];
-    for (i, x) in uuid::Uuid::new_v4()
-        .as_bytes()
-        .iter()
-        .chain(uuid::Uuid::new_v4().as_bytes())
-        .enumerate()
-    {
-        b[i] = *x;
-    }
-    b
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 async fn get_json(client: &reqwest::Client, url: &str) -> (StatusCode, Value) {
@@ -437,6 +421,24 @@ impl World {
         assert_eq!(r.status(), StatusCode::NO_CONTENT, "tamper {mode}");
     }
 
+    /// Activates or deactivates a user over SCIM, as Entra and Okta do.
+    async fn set_active(&self, user: &str, active: bool) {
+        let (s, body) = self
+            .app
+            .call_as(
+                "corp-scim-token-0123456789",
+                "corp",
+                reqwest::Method::PATCH,
+                &format!("/Users/{user}"),
+                Some(
+                    json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                    "Operations": [{"op": "replace", "value": {"active": active}}]}),
+                ),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+    }
+
     /// Provisions a user on `corp` over SCIM (externalId = the IdP's subject), optionally
     /// in the `g-editors` group; its pimgate id.
     async fn provision(&self, account: &str, editor: bool) -> String {
@@ -613,8 +615,7 @@ async fn state_mismatch_is_refused() {
     let forged = cb.replace("state=", "state=x");
     let landing = w.walk(&forged, "alice", None).await;
     landing.assert_page(StatusCode::BAD_REQUEST, "expired");
-    // The real state still works once the forged one failed? No: it stays single use only for
-    // itself; the login is still pending and completes.
+    // The forged state named no login, so the real one is still pending and completes.
     let ok = w.walk(&cb, "alice", Some(&w.pim.url)).await;
     assert!(ok.url.contains("code="), "{}", ok.url);
 }
@@ -848,20 +849,7 @@ async fn unregistered_redirect_uris_and_open_redirects_get_a_page_never_a_redire
 async fn deactivated_user_is_refused() {
     let w = start(Db::Sqlite, |_| {}).await;
     let alice = w.provision("alice", true).await;
-    let (s, _) = w
-        .app
-        .call_as(
-            "corp-scim-token-0123456789",
-            "corp",
-            reqwest::Method::PATCH,
-            &format!("/Users/{alice}"),
-            Some(
-                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                "Operations": [{"op": "replace", "value": {"active": false}}]}),
-            ),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    w.set_active(&alice, false).await;
     let landing = w.pim_login("alice").await;
     landing.assert_page(StatusCode::FORBIDDEN, "deactivated");
 }
@@ -1004,7 +992,6 @@ async fn discovery_names_every_endpoint_and_the_token_endpoint_speaks_rfc_6749()
         r.json::<Value>().await.unwrap()["error"],
         "unsupported_grant_type"
     );
-    let _ = TOKEN;
 }
 
 /// Key rotation on the injected clock: a new key is published before it signs; a token
@@ -1344,39 +1331,13 @@ async fn scim_deactivation_revokes_sign_ins_before_the_scim_response() {
     let at = tokens["access_token"].as_str().unwrap();
     let rt = tokens["refresh_token"].as_str().unwrap();
     assert_eq!(w.introspect(at).await["active"], true);
-    let (s, _) = w
-        .app
-        .call_as(
-            "corp-scim-token-0123456789",
-            "corp",
-            reqwest::Method::PATCH,
-            &format!("/Users/{alice}"),
-            Some(
-                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                "Operations": [{"op": "replace", "value": {"active": false}}]}),
-            ),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    w.set_active(&alice, false).await;
     assert_eq!(w.introspect(at).await["active"], false);
     assert_eq!(w.introspect(rt).await["active"], false);
     assert_eq!(w.refresh(rt).await.0, StatusCode::BAD_REQUEST);
     assert_eq!(w.userinfo(at).await.0, StatusCode::UNAUTHORIZED);
     // Reactivation does not bring the old sign-in back.
-    let (s, _) = w
-        .app
-        .call_as(
-            "corp-scim-token-0123456789",
-            "corp",
-            reqwest::Method::PATCH,
-            &format!("/Users/{alice}"),
-            Some(
-                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                "Operations": [{"op": "replace", "value": {"active": true}}]}),
-            ),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    w.set_active(&alice, true).await;
     assert_eq!(w.refresh(rt).await.0, StatusCode::BAD_REQUEST);
     w.app.stop().await;
 }
