@@ -30,6 +30,9 @@ pub struct Unavailable(pub String);
 pub trait Ephemeral: std::fmt::Debug + Send + Sync + 'static {
     /// Stores `value` under `key` for `ttl`, replacing what was there.
     async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), Unavailable>;
+    /// Stores `value` under `key` for `ttl` unless a live record is there; whether it was
+    /// stored (a one-time marker: a replay finds it).
+    async fn put_new(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, Unavailable>;
     /// Reads and removes the record, atomically.
     async fn take(&self, key: &str) -> Result<Option<String>, Unavailable>;
     /// Reads the record, leaving it.
@@ -85,6 +88,15 @@ impl Ephemeral for MemoryEphemeral {
         }
         records.insert(key.to_owned(), (value.to_owned(), until));
         Ok(())
+    }
+
+    async fn put_new(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, Unavailable> {
+        let now = self.clock.now();
+        if self.lock().get(key).is_some_and(|(_, exp)| *exp > now) {
+            return Ok(false);
+        }
+        self.put(key, value, ttl).await?;
+        Ok(true)
     }
 
     async fn take(&self, key: &str) -> Result<Option<String>, Unavailable> {
@@ -145,6 +157,17 @@ impl Ephemeral for RedisEphemeral {
         self.run::<()>("flow put", cmd).await
     }
 
+    async fn put_new(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, Unavailable> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(key))
+            .arg(value)
+            .arg("NX")
+            .arg("PX")
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+        let set: Option<String> = self.run("flow put-new", cmd).await?;
+        Ok(set.is_some())
+    }
+
     async fn take(&self, key: &str) -> Result<Option<String>, Unavailable> {
         let mut cmd = redis::cmd("GETDEL");
         cmd.arg(self.key(key));
@@ -178,5 +201,26 @@ mod tests {
         store.put("b", "2", Duration::from_secs(10)).await.unwrap();
         clock.advance_millis(10_001);
         assert_eq!(store.take("b").await.unwrap(), None, "expired");
+        assert!(
+            store
+                .put_new("c", "3", Duration::from_secs(10))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .put_new("c", "4", Duration::from_secs(10))
+                .await
+                .unwrap(),
+            "once"
+        );
+        clock.advance_millis(10_001);
+        assert!(
+            store
+                .put_new("c", "5", Duration::from_secs(10))
+                .await
+                .unwrap(),
+            "expired"
+        );
     }
 }

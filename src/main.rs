@@ -58,6 +58,16 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// The sign-in audit trail of a user: logins, refreshes, revocations, logouts and
+    /// refused attempts, newest first.
+    Audit {
+        /// The user's pimgate id or userName.
+        #[arg(long)]
+        user: String,
+        /// How many events at most.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
     /// The keys pimgate signs tokens with (single sign-on).
     Keys {
         #[command(subcommand)]
@@ -221,6 +231,19 @@ async fn dispatch(command: Command, v: Validated) -> anyhow::Result<()> {
         Command::Token { action } => {
             let store = pimgate::app::open_store(&v).await?;
             token_command(&v, &store, action).await
+        }
+        Command::Audit { user, limit } => {
+            let store = pimgate::app::open_store(&v).await?;
+            let stores = Stores::of(Arc::new(store));
+            let audit = pimgate::audit::Audit::new(stores.audit.clone(), Arc::new(SystemClock));
+            let lines = audit.lines_of_user(&user, limit).await?;
+            if lines.is_empty() {
+                eprintln!("no audit events for {user:?}");
+            }
+            for line in lines {
+                println!("{line}");
+            }
+            Ok(())
         }
         Command::Keys { action } => {
             if !v.sso.enabled() {

@@ -92,7 +92,8 @@ async fn open(config: &Validated, catalogue: Arc<Catalogue>) -> Result<SqlStore,
 pub struct App {
     state: AppState,
     sso_enabled: bool,
-    grants: Arc<dyn crate::directory::GrantStore>,
+    stores: Stores,
+    audit_retention: Duration,
     clock: Arc<dyn Clock>,
     store: SqlStore,
     guard: Guard,
@@ -139,16 +140,31 @@ impl App {
             sign_in_state = flow.kind(),
             "pimgate built"
         );
-        // Claims are invalidated by every committed change before it is acknowledged.
+        let metrics = Metrics::new();
+        let keys = signing_keys(&config, &stores, clock.clone())?;
+        let sessions = build_sessions(&config, &stores, &keys, flow.clone(), &metrics, &clock);
+        // Claims are invalidated, and a deprovisioned user's sessions ended, by every
+        // committed change before it is acknowledged.
         let events = EventBus::new(1024)
             .with_listener(Arc::new(access.clone()))
             .with_listener(Arc::new(crate::oauth::deprovision::GrantRevoker::new(
-                stores.grants.clone(),
+                sessions.clone(),
                 stores.users.clone(),
-                clock.clone(),
             )));
         let directory = Directory::new(&stores, clock.clone(), events);
-        let oidc = build_oidc(&config, &stores, &access, &directory, flow, clock.clone()).await?;
+        let oidc = build_oidc(
+            &config,
+            OidcParts {
+                grants: stores.grants.clone(),
+                access: &access,
+                directory: &directory,
+                flow,
+                keys,
+                sessions,
+                clock: clock.clone(),
+            },
+        )
+        .await?;
         let s = &config.settings;
         let scim = ScimService::new(
             directory.clone(),
@@ -169,7 +185,7 @@ impl App {
             access,
             access_api: AccessApiKeys::new(config.access_api_tokens.clone()),
             readiness: Readiness::new(stores.health.clone()),
-            metrics: Metrics::new(),
+            metrics,
             oidc,
         };
         let request_timeout = Duration::from_secs(s.server.request_timeout_seconds);
@@ -195,7 +211,8 @@ impl App {
         };
         Ok(App {
             sso_enabled: config.sso.enabled(),
-            grants: stores.grants.clone(),
+            audit_retention: config.sso.provider.audit_retention,
+            stores: stores.clone(),
             clock: clock.clone(),
             state,
             store,
@@ -222,7 +239,8 @@ impl App {
         if self.sso_enabled {
             tasks.push(tokio::spawn(maintain_keys(
                 self.state.oidc.keys().clone(),
-                self.grants.clone(),
+                self.stores.clone(),
+                self.audit_retention,
                 self.clock.clone(),
             )));
         }
@@ -246,17 +264,65 @@ impl App {
 
 /// The OpenID provider and its signing keys. Without single sign-on configured nothing is
 /// read or made (no key-encryption key file appears); the endpoints then answer 404.
-async fn build_oidc(
+struct OidcParts<'a> {
+    grants: Arc<dyn crate::directory::GrantStore>,
+    access: &'a AccessService,
+    directory: &'a Directory,
+    flow: Arc<dyn crate::ephemeral::Ephemeral>,
+    keys: crate::oauth::keys::SigningKeys,
+    sessions: crate::oauth::sessions::Sessions,
+    clock: Arc<dyn Clock>,
+}
+
+/// Browser sessions, the audit trail and the back-channel logout sender.
+fn build_sessions(
     config: &Validated,
     stores: &Stores,
-    access: &AccessService,
-    directory: &Directory,
+    keys: &crate::oauth::keys::SigningKeys,
     flow: Arc<dyn crate::ephemeral::Ephemeral>,
-    clock: Arc<dyn Clock>,
+    metrics: &Metrics,
+    clock: &Arc<dyn Clock>,
+) -> crate::oauth::sessions::Sessions {
+    let sso = &config.sso;
+    let p = &sso.provider;
+    let logouts = crate::oauth::backchannel::LogoutSender::new(
+        keys.clone(),
+        sso.enabled().then(|| sso.issuer.clone()).flatten(),
+        p.clone(),
+        clock.clone(),
+        metrics.clone(),
+    );
+    crate::oauth::sessions::Sessions::new(crate::oauth::sessions::SessionParts {
+        store: stores.sessions.clone(),
+        hot: flow,
+        logouts,
+        audit: crate::audit::Audit::new(stores.audit.clone(), clock.clone()),
+        metrics: metrics.clone(),
+        clock: clock.clone(),
+        idle: p.session_idle,
+        max: p.session_max,
+        secure: sso
+            .issuer
+            .as_deref()
+            .is_some_and(|i| i.starts_with("https://")),
+    })
+}
+
+async fn build_oidc(
+    config: &Validated,
+    parts: OidcParts<'_>,
 ) -> Result<crate::oauth::OidcProvider, RunError> {
     let sso = &config.sso;
     let p = &sso.provider;
-    let keys = signing_keys(config, stores, clock.clone())?;
+    let OidcParts {
+        grants,
+        access,
+        directory,
+        flow,
+        keys,
+        sessions,
+        clock,
+    } = parts;
     if sso.enabled() {
         // The first key before the first request; the maintenance task retries a failure.
         if let Err(e) = keys.maintain().await {
@@ -270,9 +336,10 @@ async fn build_oidc(
             sso: crate::sso::SsoService::new(&sso.upstream, clock.clone()),
             access: access.clone(),
             directory: directory.clone(),
-            grants: stores.grants.clone(),
+            grants,
             keys,
             flow,
+            sessions,
             clock,
         },
     ))
@@ -316,7 +383,8 @@ pub fn signing_keys(
 /// every minute. A failure is logged and tried again at the next round.
 async fn maintain_keys(
     keys: crate::oauth::keys::SigningKeys,
-    grants: Arc<dyn crate::directory::GrantStore>,
+    stores: Stores,
+    audit_retention: Duration,
     clock: Arc<dyn Clock>,
 ) {
     loop {
@@ -326,10 +394,26 @@ async fn maintain_keys(
         }
         // Grants whose refresh tokens expired a day ago go.
         let before = Timestamp(clock.now().0 - 24 * 60 * 60 * 1000);
-        match grants.purge_grants(before).await {
+        match stores.grants.purge_grants(before).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(grants = n, "removed expired sign-in grants"),
             Err(e) => tracing::warn!(error = %e, "expired grants could not be removed"),
+        }
+        match stores.sessions.purge_sessions(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(sessions = n, "removed expired or ended sessions"),
+            Err(e) => tracing::warn!(error = %e, "expired sessions could not be removed"),
+        }
+        let old = Timestamp(
+            clock.now().0 - i64::try_from(audit_retention.as_millis()).unwrap_or(i64::MAX / 2),
+        );
+        match stores.audit.purge_audit(old).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                events = n,
+                "removed audit events past oidc.audit_retention_days"
+            ),
+            Err(e) => tracing::warn!(error = %e, "old audit events could not be removed"),
         }
     }
 }

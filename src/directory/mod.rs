@@ -34,12 +34,13 @@ pub mod store;
 pub use doc::{ENTERPRISE_URN, GroupDoc, UserDoc};
 pub use error::{DirectoryError, FilterError, StoreFault};
 pub use kind::{GroupKind, Kind, MemberKind, ResourceKind, UserKind};
+pub use model::{AuditEvent, EndedGrant, GrantRow, SessionRow, SessionSelector, SigningKeyRow};
 pub use model::{
     Backend, Change, GroupChange, GroupRecord, GroupRef, IdpGroup, ListSpec, MemberOp, MemberRef,
     MembershipDelta, Page, Removed, TokenRow, UserRecord,
 };
-pub use model::{GrantRow, SigningKeyRow};
 pub use service::{Directory, EditError, Records};
 pub use store::{
-    CredentialStore, GrantStore, GroupStore, KeyStore, StoreHealth, Stores, Target, UserStore,
+    AuditStore, CredentialStore, GrantStore, GroupStore, KeyStore, SessionStore, StoreHealth,
+    Stores, Target, UserStore,
 };

@@ -219,4 +219,85 @@ pub struct GrantRow {
     /// The login token carried an overage marker instead of its groups (Entra, over 200
     /// groups): the SCIM groups were used. `pimgate explain` says so.
     pub groups_overage: bool,
+    /// The pimgate session the grant was made in (ending it revokes the grant).
+    pub session_id: Option<String>,
+    /// When the refresh token was last used (the idle lifetime counts from here).
+    pub last_used: Option<Timestamp>,
+}
+
+/// A pimgate browser session: one sign-in at a connection's IdP, shared by every client the
+/// person signs in to from that browser (one [`GrantRow`] each).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    /// Public: it is the `sid` of back-channel logout tokens and of the audit log.
+    pub id: String,
+    /// Hex SHA-256 of the browser's session cookie.
+    pub cookie_hash: String,
+    pub connection: ConnectionId,
+    pub user_id: String,
+    /// The IdP's subject and session id, for its back-channel logout.
+    pub upstream_sub: String,
+    pub upstream_sid: Option<String>,
+    /// The IdP's ID token, the `id_token_hint` of an upstream logout.
+    pub upstream_id_token: Option<String>,
+    pub token_groups: Option<Vec<String>>,
+    pub groups_overage: bool,
+    pub auth_time: Timestamp,
+    pub created: Timestamp,
+    /// Last time the session signed a client in (the idle lifetime counts from here).
+    pub last_seen: Timestamp,
+    /// The absolute end of the session.
+    pub expires: Timestamp,
+    pub ended: Option<Timestamp>,
+    pub end_reason: Option<String>,
+}
+
+impl std::fmt::Debug for SessionRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRow")
+            .field("id", &self.id)
+            .field("connection", &self.connection)
+            .field("user_id", &self.user_id)
+            .field("upstream_sid", &self.upstream_sid)
+            .field("expires", &self.expires)
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which sessions to end.
+#[derive(Debug, Clone)]
+pub enum SessionSelector {
+    /// One session, by id.
+    Id(String),
+    /// Every session and grant of a user (deprovisioning).
+    User(ConnectionId, String),
+    /// The sessions of an IdP session (`sid`) or of an IdP subject (back-channel logout).
+    UpstreamSid(ConnectionId, String),
+    UpstreamSub(ConnectionId, String),
+}
+
+/// A grant revoked because its session ended: whom to tell (back-channel logout).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedGrant {
+    pub grant_id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub session_id: Option<String>,
+}
+
+/// One audit event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub at: Timestamp,
+    /// `login`, `refresh`, `revoke`, `logout`, `code`, ...
+    pub kind: String,
+    /// `ok` or `refused`.
+    pub outcome: String,
+    pub connection: Option<String>,
+    pub user_id: Option<String>,
+    pub user_name: Option<String>,
+    pub client_id: Option<String>,
+    pub session_id: Option<String>,
+    pub reason: Option<String>,
 }

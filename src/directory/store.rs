@@ -16,11 +16,11 @@ use async_trait::async_trait;
 
 use super::doc::{GroupDoc, UserDoc};
 use super::error::Result;
+use super::model::{AuditEvent, EndedGrant, GrantRow, SessionRow, SessionSelector, SigningKeyRow};
 use super::model::{
     Backend, Change, GroupChange, GroupRecord, GroupRef, IdpGroup, ListSpec, MemberOp, MemberRef,
     MembershipDelta, Page, Removed, TokenRow, UserRecord,
 };
-use super::model::{GrantRow, SigningKeyRow};
 use crate::clock::Timestamp;
 use crate::connections::ConnectionId;
 
@@ -162,8 +162,15 @@ pub trait GrantStore: std::fmt::Debug + Send + Sync + 'static {
     /// Marks a grant revoked; `false` when there is no such grant or it was revoked before.
     async fn revoke_grant(&self, id: &str, at: Timestamp) -> Result<bool>;
     /// Rotates a grant's refresh token from `old` to `new` (hex SHA-256s), keeping `old` as
-    /// used. `false` when `old` is not the grant's current token any more (a concurrent use).
-    async fn rotate_refresh(&self, grant_id: &str, old: &str, new: &str) -> Result<bool>;
+    /// used, and records the use at `at`. `false` when `old` is not the grant's current token
+    /// any more (a concurrent use).
+    async fn rotate_refresh(
+        &self,
+        grant_id: &str,
+        old: &str,
+        new: &str,
+        at: Timestamp,
+    ) -> Result<bool>;
     /// The grant a rotated-away refresh token belonged to (a reuse), if any.
     async fn grant_of_used_refresh(&self, refresh_hash: &str) -> Result<Option<String>>;
     /// Revokes every live grant of a user; how many.
@@ -177,6 +184,38 @@ pub trait GrantStore: std::fmt::Debug + Send + Sync + 'static {
     async fn latest_grant(&self, conn: &ConnectionId, user_id: &str) -> Result<Option<GrantRow>>;
     /// Deletes grants that expired before `before`; how many.
     async fn purge_grants(&self, before: Timestamp) -> Result<u64>;
+}
+
+/// pimgate browser sessions.
+#[async_trait]
+pub trait SessionStore: std::fmt::Debug + Send + Sync + 'static {
+    async fn insert_session(&self, session: &SessionRow) -> Result<()>;
+    async fn session(&self, id: &str) -> Result<Option<SessionRow>>;
+    /// The session a browser cookie (by hex SHA-256) names.
+    async fn session_by_cookie(&self, cookie_hash: &str) -> Result<Option<SessionRow>>;
+    /// Records that the session signed a client in.
+    async fn touch_session(&self, id: &str, at: Timestamp) -> Result<()>;
+    /// Ends the selected live sessions and revokes their grants (for
+    /// [`SessionSelector::User`], every grant of the user), in one transaction. The grants
+    /// revoked now, for back-channel logout.
+    async fn end_sessions(
+        &self,
+        which: &SessionSelector,
+        at: Timestamp,
+        reason: &str,
+    ) -> Result<Vec<EndedGrant>>;
+    /// Deletes sessions that expired or ended before `before`; how many.
+    async fn purge_sessions(&self, before: Timestamp) -> Result<u64>;
+}
+
+/// The audit log.
+#[async_trait]
+pub trait AuditStore: std::fmt::Debug + Send + Sync + 'static {
+    async fn record_audit(&self, event: &AuditEvent) -> Result<()>;
+    /// The newest events of a user (by id or user name), newest first.
+    async fn audit_of_user(&self, user: &str, limit: u32) -> Result<Vec<AuditEvent>>;
+    /// Deletes events older than `before`; how many.
+    async fn purge_audit(&self, before: Timestamp) -> Result<u64>;
 }
 
 /// The store itself: which database, and whether it answers.
@@ -195,6 +234,8 @@ pub struct Stores {
     pub credentials: std::sync::Arc<dyn CredentialStore>,
     pub keys: std::sync::Arc<dyn KeyStore>,
     pub grants: std::sync::Arc<dyn GrantStore>,
+    pub sessions: std::sync::Arc<dyn SessionStore>,
+    pub audit: std::sync::Arc<dyn AuditStore>,
     pub health: std::sync::Arc<dyn StoreHealth>,
 }
 
@@ -202,7 +243,14 @@ impl Stores {
     /// Every role from one store.
     pub fn of<S>(store: std::sync::Arc<S>) -> Self
     where
-        S: UserStore + GroupStore + CredentialStore + KeyStore + GrantStore + StoreHealth,
+        S: UserStore
+            + GroupStore
+            + CredentialStore
+            + KeyStore
+            + GrantStore
+            + SessionStore
+            + AuditStore
+            + StoreHealth,
     {
         Self {
             users: store.clone(),
@@ -210,6 +258,8 @@ impl Stores {
             credentials: store.clone(),
             keys: store.clone(),
             grants: store.clone(),
+            sessions: store.clone(),
+            audit: store.clone(),
             health: store,
         }
     }

@@ -1,43 +1,35 @@
 //! Deprovisioning reaches sign-ins: when the IdP deletes or deactivates a user over SCIM,
-//! every grant of theirs is revoked in the same path that invalidates their claims, before
-//! the SCIM response is sent. Their refresh tokens stop working, and introspection and
-//! userinfo answer for their access tokens as revoked, on every replica (grants live in the
-//! store). A change of roles only keeps the grants: the next token says the new claims.
+//! every session and grant of theirs ends in the same path that invalidates their claims,
+//! before the SCIM response is sent. Their refresh tokens stop working, introspection and
+//! userinfo answer for their access tokens as revoked, on every replica (sessions and
+//! grants live in the store), and the clients that asked for it get a back-channel logout.
+//! A change of roles only keeps the sessions: the next token says the new claims.
 
 use std::sync::Arc;
 
-use crate::clock::Clock;
+use super::sessions::Sessions;
 use crate::directory::events::{Change, ChangeListener, DirectoryEvent};
-use crate::directory::{GrantStore, UserStore};
+use crate::directory::{SessionSelector, UserStore};
 
-/// Revokes the grants of users a directory change deprovisions.
+/// Ends the sessions of users a directory change deprovisions.
 #[derive(Debug)]
 pub struct GrantRevoker {
-    grants: Arc<dyn GrantStore>,
+    sessions: Sessions,
     users: Arc<dyn UserStore>,
-    clock: Arc<dyn Clock>,
 }
 
 impl GrantRevoker {
-    pub fn new(
-        grants: Arc<dyn GrantStore>,
-        users: Arc<dyn UserStore>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        Self {
-            grants,
-            users,
-            clock,
-        }
+    pub fn new(sessions: Sessions, users: Arc<dyn UserStore>) -> Self {
+        Self { sessions, users }
     }
 }
 
 #[async_trait::async_trait]
 impl ChangeListener for GrantRevoker {
     async fn on_change(&self, event: &DirectoryEvent) {
-        let check_active = match event.change {
-            Change::UserDeleted => false,
-            Change::UserUpdated => true,
+        let (check_active, reason) = match event.change {
+            Change::UserDeleted => (false, "deprovisioned: deleted"),
+            Change::UserUpdated => (true, "deprovisioned: deactivated"),
             _ => return,
         };
         for user in &event.users {
@@ -46,22 +38,25 @@ impl ChangeListener for GrantRevoker {
                     Ok(Some(u)) if u.doc.active() => continue,
                     Ok(_) => {}
                     Err(e) => {
-                        // Unknown state: revoke rather than leave a deprovisioned user signed in.
-                        tracing::error!(error = %e, user = %user, "cannot read a changed user; revoking their grants");
+                        // Unknown state: end rather than leave a deprovisioned user signed in.
+                        tracing::error!(error = %e, user = %user, "cannot read a changed user; ending their sessions");
                     }
                 }
             }
             match self
-                .grants
-                .revoke_user_grants(&event.connection, user, self.clock.now())
+                .sessions
+                .end(
+                    SessionSelector::User(event.connection.clone(), user.clone()),
+                    reason,
+                )
                 .await
             {
-                Ok(0) => {}
-                Ok(n) => {
-                    tracing::info!(connection = %event.connection, user = %user, grants = n, "deprovisioned: sign-in grants revoked");
+                Ok(ended) if ended.is_empty() => {}
+                Ok(ended) => {
+                    tracing::info!(connection = %event.connection, user = %user, grants = ended.len(), "deprovisioned: sessions ended and sign-ins revoked");
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, connection = %event.connection, user = %user, "deprovisioned user's grants could not be revoked");
+                    tracing::error!(error = %e, connection = %event.connection, user = %user, "deprovisioned user's sessions could not be ended");
                 }
             }
         }

@@ -50,6 +50,9 @@ pub enum TokenFailure {
     Flow(#[from] Unavailable),
     #[error(transparent)]
     Keys(#[from] KeyError),
+    /// The connection's IdP cannot be read now (discovery, keys).
+    #[error("the IdP is unavailable: {0}")]
+    Upstream(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -98,6 +101,14 @@ impl IntoResponse for TokenFailure {
                     StatusCode::SERVICE_UNAVAILABLE,
                     "temporarily_unavailable",
                     "try again shortly".to_owned(),
+                )
+            }
+            TokenFailure::Upstream(e) => {
+                tracing::warn!(error = %e, "the IdP is unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "the identity provider cannot be reached; try again shortly".to_owned(),
                 )
             }
             TokenFailure::Flow(e) => {

@@ -6,15 +6,20 @@
 //! - [`routes`]: discovery, authorize, the IdP callback, token, userinfo, JWKS;
 //! - [`keys`]: signing keys in the store, encrypted at rest, rotated;
 //! - [`tokens`]: the ID and access tokens (RFC 9068) and their compact access claims;
-//! - [`deprovision`]: a SCIM deactivation or deletion revokes the user's grants;
+//! - [`sessions`]: pimgate browser sessions (store, hot state in Redis), ended by logout,
+//!   the IdP's back-channel logout or deprovisioning; [`backchannel`]: logout tokens sent
+//!   to the clients;
+//! - [`deprovision`]: a SCIM deactivation or deletion ends the user's sessions;
 //! - [`pages`]: what a person sees when sign-in fails; [`error`]: RFC 6749 errors.
 
+pub mod backchannel;
 pub mod deprovision;
 pub mod error;
 pub mod keys;
 pub mod pages;
 pub mod routes;
 pub mod service;
+pub mod sessions;
 pub mod settings;
 pub mod tokens;
 

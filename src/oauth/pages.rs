@@ -91,3 +91,12 @@ pub fn chooser(links: &[(String, String)]) -> Response {
         ),
     )
 }
+
+/// The page after a logout that has nowhere else to go.
+pub fn signed_out() -> Response {
+    page(
+        StatusCode::OK,
+        "You are signed out",
+        "<h1>You are signed out</h1><p>Your session has ended in every application you signed in to through your organisation. You can close this window.</p>",
+    )
+}

@@ -8,7 +8,10 @@
 //! - `GET|POST /oauth/userinfo`: the full claims document;
 //! - `GET /oauth/jwks`: the public signing keys;
 //! - `POST /oauth/revoke` (RFC 7009), `POST /oauth/introspect` (RFC 7662);
-//! - `GET /oauth/permissions`: the order of the `permissions` bitset in tokens.
+//! - `GET /oauth/permissions`: the order of the `permissions` bitset in tokens;
+//! - `GET|POST /oauth/logout`: RP-initiated logout (`end_session_endpoint`), and
+//!   `GET /sso/{connection}/logged-out`, where the IdP sends the browser back after its own;
+//! - `POST /sso/{connection}/backchannel-logout`: the IdP's back-channel logout tokens.
 
 use std::collections::BTreeMap;
 
@@ -20,7 +23,9 @@ use axum::{Json, Router};
 use base64::Engine;
 
 use super::error::TokenFailure;
-use super::service::{AuthorizeOutcome, CallbackOutcome, ClientCredentials, OidcProvider};
+use super::service::{
+    AuthorizeOutcome, CallbackOutcome, ClientCredentials, LogoutOutcome, OidcProvider,
+};
 
 pub fn router<S>() -> Router<S>
 where
@@ -37,6 +42,12 @@ where
         .route("/oauth/revoke", axum::routing::post(revoke))
         .route("/oauth/introspect", axum::routing::post(introspect))
         .route("/oauth/permissions", get(permissions))
+        .route("/oauth/logout", get(logout).post(logout))
+        .route("/sso/{connection}/logged-out", get(logged_out))
+        .route(
+            "/sso/{connection}/backchannel-logout",
+            axum::routing::post(backchannel_logout),
+        )
         // Forms of a few fields: anything larger is refused (413) before it is read.
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
 }
@@ -100,24 +111,77 @@ async fn authorize(
     State(op): State<OidcProvider>,
     method: Method,
     uri: axum::http::Uri,
+    headers: HeaderMap,
     RawForm(form): RawForm,
 ) -> Response {
     let params = params(&method, uri.query().unwrap_or_default(), &form);
-    match op.authorize(&params).await {
-        AuthorizeOutcome::ToIdp { location, cookie } => redirect_setting(&location, &cookie),
+    match op.authorize(&params, &cookies(&headers)).await {
+        AuthorizeOutcome::ToIdp { location, cookie } => redirect_setting(&location, &[cookie]),
         AuthorizeOutcome::Choose(links) => super::pages::chooser(&links),
         AuthorizeOutcome::ErrorRedirect(location) => Redirect::to(&location).into_response(),
+        AuthorizeOutcome::FromSession(location) => redirect_setting(&location, &[]),
         AuthorizeOutcome::Page(p) => p.into_response(),
     }
 }
 
-/// A redirect that sets a cookie, never cached.
-fn redirect_setting(location: &str, cookie: &str) -> Response {
+/// A redirect that sets cookies, never cached.
+fn redirect_setting(location: &str, set: &[String]) -> Response {
     let mut resp = Redirect::to(location).into_response();
-    if let Ok(v) = HeaderValue::from_str(cookie) {
-        resp.headers_mut().insert(header::SET_COOKIE, v);
+    for cookie in set {
+        if let Ok(v) = HeaderValue::from_str(cookie) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
     }
     no_store(resp)
+}
+
+fn logout_answer(outcome: LogoutOutcome) -> Response {
+    match outcome {
+        LogoutOutcome::Redirect {
+            location,
+            clear_cookie,
+        } => redirect_setting(&location, &[clear_cookie]),
+        LogoutOutcome::SignedOut { clear_cookie } => {
+            let mut resp = super::pages::signed_out();
+            if let Ok(v) = HeaderValue::from_str(&clear_cookie) {
+                resp.headers_mut().append(header::SET_COOKIE, v);
+            }
+            resp
+        }
+        LogoutOutcome::Page(p) => p.into_response(),
+    }
+}
+
+async fn logout(
+    State(op): State<OidcProvider>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    RawForm(form): RawForm,
+) -> Response {
+    let params = params(&method, uri.query().unwrap_or_default(), &form);
+    logout_answer(op.end_session(&params, &cookies(&headers)).await)
+}
+
+async fn logged_out(
+    State(op): State<OidcProvider>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Response {
+    logout_answer(op.logged_out(&query).await)
+}
+
+/// 200 when the sessions the logout token names ended (or none were live), 400 with an
+/// error body when the token is refused (Back-Channel Logout 1.0 §2.8).
+async fn backchannel_logout(
+    State(op): State<OidcProvider>,
+    Path(connection): Path<String>,
+    RawForm(form): RawForm,
+) -> Response {
+    let form = params(&Method::POST, "", &form);
+    match op.backchannel_logout(&connection, &form).await {
+        Ok(_) => no_store(StatusCode::OK.into_response()),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// Marks an answer that carries tokens, codes or claims as not cacheable.
@@ -150,7 +214,12 @@ async fn callback(
         CallbackOutcome::ToClient {
             location,
             clear_cookie,
-        } => redirect_setting(&location, &clear_cookie),
+            session_cookie,
+        } => {
+            let mut set = vec![clear_cookie];
+            set.extend(session_cookie);
+            redirect_setting(&location, &set)
+        }
         CallbackOutcome::Page(p) => p.into_response(),
     }
 }

@@ -30,6 +30,7 @@ use sha2::{Digest, Sha256};
 use super::error::{OAuthError, TokenFailure};
 use super::keys::SigningKeys;
 use super::pages::FailurePage;
+use super::sessions::{NewSession, SESSION_COOKIE, Sessions};
 use super::settings::{Client, MatchAttribute, Provider, Unprovisioned};
 use super::tokens::{
     ACCESS_TOKEN_TYP, AccessClaims, AccessTokenClaims, IdTokenClaims, TokenRejected, seconds, sign,
@@ -39,9 +40,10 @@ use crate::access::AccessService;
 use crate::access::claims::Claims;
 use crate::access::model::TokenGroups;
 use crate::access::service::UserLookup;
+use crate::audit::{Audit, Entry, Outcome};
 use crate::clock::{Clock, Timestamp};
 use crate::connections::ConnectionId;
-use crate::directory::{Directory, GrantRow, GrantStore, UserDoc};
+use crate::directory::{Directory, GrantRow, GrantStore, SessionRow, SessionSelector, UserDoc};
 use crate::ephemeral::Ephemeral;
 use crate::sso::SsoService;
 use crate::sso::upstream::UpstreamPending;
@@ -58,7 +60,8 @@ const MAX_TOKEN_GROUPS: usize = 1000;
 /// The prefix of the cookie that binds a login to its browser.
 pub const LOGIN_COOKIE: &str = "pimgate_login_";
 
-fn random() -> String {
+/// 32 random bytes, base64url: codes, states, cookie values and refresh tokens.
+pub(crate) fn random() -> String {
     let mut bytes = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
     B64.encode(bytes)
@@ -109,6 +112,16 @@ struct IssuedCode {
     /// The login token's groups were an overage marker.
     #[serde(default)]
     groups_overage: bool,
+    /// The pimgate session the sign-in belongs to.
+    #[serde(default)]
+    session_id: Option<String>,
+}
+
+/// A logout waiting for the IdP to send the browser back.
+#[derive(Debug, Serialize, Deserialize)]
+struct PendingLogout {
+    /// Where to send the browser at the end, with the client's `state` (already checked).
+    to: Option<String>,
 }
 
 /// Where `/authorize` sends the browser.
@@ -120,6 +133,8 @@ pub enum AuthorizeOutcome {
     Choose(Vec<(String, String)>),
     /// Back to the client with an RFC 6749 §4.1.2.1 error.
     ErrorRedirect(String),
+    /// Back to the client with a code: the person's pimgate session signed them in.
+    FromSession(String),
     /// A failure page (the client or its redirect URI cannot be trusted).
     Page(FailurePage),
 }
@@ -127,9 +142,27 @@ pub enum AuthorizeOutcome {
 /// Where the callback sends the browser.
 #[derive(Debug)]
 pub enum CallbackOutcome {
-    /// Back to the client (with a code or an error), clearing the login cookie.
+    /// Back to the client (with a code or an error), clearing the login cookie (and
+    /// setting the session cookie of a completed sign-in).
     ToClient {
         location: String,
+        clear_cookie: String,
+        session_cookie: Option<String>,
+    },
+    Page(FailurePage),
+}
+
+/// Where a logout sends the browser.
+#[derive(Debug)]
+pub enum LogoutOutcome {
+    /// Somewhere else (the IdP's end-session endpoint, or the client's registered
+    /// post-logout URI), clearing the session cookie.
+    Redirect {
+        location: String,
+        clear_cookie: String,
+    },
+    /// "You are signed out", clearing the session cookie.
+    SignedOut {
         clear_cookie: String,
     },
     Page(FailurePage),
@@ -172,6 +205,7 @@ struct Inner {
     grants: Arc<dyn GrantStore>,
     keys: SigningKeys,
     flow: Arc<dyn Ephemeral>,
+    sessions: Sessions,
     clock: Arc<dyn Clock>,
 }
 
@@ -193,6 +227,7 @@ pub struct ProviderParts {
     pub grants: Arc<dyn GrantStore>,
     pub keys: SigningKeys,
     pub flow: Arc<dyn Ephemeral>,
+    pub sessions: Sessions,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -254,6 +289,7 @@ impl OidcProvider {
                 grants: p.grants,
                 keys: p.keys,
                 flow: p.flow,
+                sessions: p.sessions,
                 clock: p.clock,
             }),
         }
@@ -266,6 +302,14 @@ impl OidcProvider {
 
     pub fn keys(&self) -> &SigningKeys {
         &self.inner.keys
+    }
+
+    pub fn sessions(&self) -> &Sessions {
+        &self.inner.sessions
+    }
+
+    fn audit(&self) -> &Audit {
+        self.inner.sessions.audit()
     }
 
     /// Whether cookies are marked `Secure` (an https issuer).
@@ -284,6 +328,9 @@ impl OidcProvider {
             "jwks_uri": format!("{iss}/oauth/jwks"),
             "revocation_endpoint": format!("{iss}/oauth/revoke"),
             "introspection_endpoint": format!("{iss}/oauth/introspect"),
+            "end_session_endpoint": format!("{iss}/oauth/logout"),
+            "backchannel_logout_supported": true,
+            "backchannel_logout_session_supported": true,
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "response_types_supported": ["code"],
@@ -316,7 +363,13 @@ impl OidcProvider {
     // ------------------------------------------------------------------- /authorize
 
     /// Step 1 (module docs). `params` is the query (or form) of the request.
-    pub async fn authorize(&self, params: &BTreeMap<String, String>) -> AuthorizeOutcome {
+    /// `cookies` are the request's cookies by name (the session cookie signs a person in
+    /// without a trip to the IdP).
+    pub async fn authorize(
+        &self,
+        params: &BTreeMap<String, String>,
+        cookies: &BTreeMap<String, String>,
+    ) -> AuthorizeOutcome {
         let Some(iss) = self.issuer() else {
             return AuthorizeOutcome::Page(page(
                 StatusCode::NOT_FOUND,
@@ -429,6 +482,35 @@ impl OidcProvider {
             }
         });
         let login_hint = p("login_hint");
+        let request = AuthRequest {
+            client_id: client.id.clone(),
+            redirect_uri: redirect_uri.to_owned(),
+            state: state.clone(),
+            nonce: p("nonce").map(str::to_owned),
+            code_challenge: challenge.map(str::to_owned),
+            scope: scope.to_owned(),
+            prompt: upstream_prompt.map(str::to_owned),
+            login_hint: login_hint.map(str::to_owned),
+        };
+        // A live pimgate session for one of the client's connections signs the person in
+        // at once (unless the client asks for a fresh login).
+        if upstream_prompt != Some("login")
+            && let Some(value) = cookies.get(SESSION_COOKIE)
+        {
+            match self.inner.sessions.live(value).await {
+                Ok(Some(session))
+                    if client.connections.contains(&session.connection)
+                        && p("connection").is_none_or(|c| c == session.connection.as_str()) =>
+                {
+                    return match self.code_from_session(&request, &session).await {
+                        Ok(location) => AuthorizeOutcome::FromSession(location),
+                        Err(page) => AuthorizeOutcome::Page(page),
+                    };
+                }
+                Ok(_) => {}
+                Err(e) => return AuthorizeOutcome::Page(unavailable(&e.to_string())),
+            }
+        }
         // The connection: the client's only one, the one asked for, the login hint's domain,
         // or the person's choice.
         let conn = if client.connections.len() == 1 {
@@ -492,16 +574,7 @@ impl OidcProvider {
             connection: conn.to_string(),
             upstream,
             browser: sha256_hex(&cookie_value),
-            request: AuthRequest {
-                client_id: client.id.clone(),
-                redirect_uri: redirect_uri.to_owned(),
-                state,
-                nonce: p("nonce").map(str::to_owned),
-                code_challenge: challenge.map(str::to_owned),
-                scope: scope.to_owned(),
-                prompt: upstream_prompt.map(str::to_owned),
-                login_hint: login_hint.map(str::to_owned),
-            },
+            request,
         };
         let Ok(record) = serde_json::to_string(&pending) else {
             return AuthorizeOutcome::Page(unavailable("cannot encode login"));
@@ -572,11 +645,24 @@ impl OidcProvider {
             .finish_login(connection, login_state, &pending, params, cookies)
             .await;
         match out {
-            Ok(location) => CallbackOutcome::ToClient {
+            Ok((location, session_cookie)) => CallbackOutcome::ToClient {
                 location,
                 clear_cookie,
+                session_cookie,
             },
-            Err(page) => CallbackOutcome::Page(page),
+            Err(page) => {
+                self.audit().record(
+                    "login",
+                    Outcome::Refused,
+                    Entry {
+                        connection: Some(connection.to_owned()),
+                        client_id: Some(pending.request.client_id.clone()),
+                        reason: Some(format!("{} ({})", page.title, page.correlation_id)),
+                        ..Entry::default()
+                    },
+                );
+                CallbackOutcome::Page(page)
+            }
         }
     }
 
@@ -587,7 +673,7 @@ impl OidcProvider {
         pending: &PendingLogin,
         params: &BTreeMap<String, String>,
         cookies: &BTreeMap<String, String>,
-    ) -> Result<String, FailurePage> {
+    ) -> Result<(String, Option<String>), FailurePage> {
         let p = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
         let iss = self.issuer().unwrap_or_default();
         let req = &pending.request;
@@ -642,9 +728,9 @@ impl OidcProvider {
                     error,
                     "silent sign-in not possible; the client is told"
                 );
-                return Ok(back(
-                    error,
-                    "the identity provider needs the person to sign in",
+                return Ok((
+                    back(error, "the identity provider needs the person to sign in"),
+                    None,
                 ));
             }
             let described = p("error_description").unwrap_or_default();
@@ -742,22 +828,93 @@ impl OidcProvider {
             return Err(deactivated());
         }
         if claims.roles.is_empty() && claims.user_groups.is_empty() {
-            return Err(page(
-                StatusCode::FORBIDDEN,
-                "You have no access to this application",
-                "You signed in, but none of your groups gives you access to this application. Ask your administrator for access.",
-                "no roles and no user groups",
-            ));
+            return Err(no_access());
         }
+        let auth_time = self.inner.clock.now();
+        let (session, cookie_value) = self
+            .inner
+            .sessions
+            .start(NewSession {
+                connection: conn.clone(),
+                user_id: user_id.clone(),
+                upstream_sub: identity
+                    .claims
+                    .get("sub")
+                    .and_then(Value::as_str)
+                    .unwrap_or(subject)
+                    .to_owned(),
+                upstream_sid: identity
+                    .claims
+                    .get("sid")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                upstream_id_token: Some(identity.raw.clone()),
+                token_groups: token_groups.clone(),
+                groups_overage,
+                auth_time,
+            })
+            .await
+            .map_err(|e| unavailable(&e.to_string()))?;
+        let location = self
+            .issue_code(req, &session, &claims.user_name, "idp")
+            .await?;
+        let cookie = self
+            .inner
+            .sessions
+            .cookie(&cookie_value, self.inner.provider.session_max.as_secs());
+        Ok((location, Some(cookie)))
+    }
+
+    /// A code for the client from the person's live session (no trip to the IdP): their
+    /// claims now decide, as at a sign-in.
+    async fn code_from_session(
+        &self,
+        req: &AuthRequest,
+        session: &SessionRow,
+    ) -> Result<String, FailurePage> {
+        let claims = match self
+            .inner
+            .access
+            .claims_at_login(
+                &session.connection,
+                &session.user_id,
+                session.token_groups.clone(),
+            )
+            .await
+        {
+            Ok(Some(c)) => c,
+            Ok(None) => return Err(not_provisioned()),
+            Err(e) => return Err(unavailable(&e.to_string())),
+        };
+        if !claims.active {
+            return Err(deactivated());
+        }
+        if claims.roles.is_empty() && claims.user_groups.is_empty() {
+            return Err(no_access());
+        }
+        self.issue_code(req, session, &claims.user_name, "session")
+            .await
+    }
+
+    /// Issues the single-use code of a sign-in in `session` and says where the browser goes.
+    async fn issue_code(
+        &self,
+        req: &AuthRequest,
+        session: &SessionRow,
+        user_name: &str,
+        how: &'static str,
+    ) -> Result<String, FailurePage> {
+        let iss = self.issuer().unwrap_or_default();
         let code = random();
         let issued = IssuedCode {
             request: req.clone(),
-            connection: conn.to_string(),
-            user_id: user_id.clone(),
-            token_groups,
-            auth_time: self.inner.clock.now().0,
+            connection: session.connection.to_string(),
+            user_id: session.user_id.clone(),
+            token_groups: session.token_groups.clone(),
+            auth_time: session.auth_time.0,
             grant_id: uuid::Uuid::now_v7().to_string(),
-            groups_overage,
+            groups_overage: session.groups_overage,
+            session_id: Some(session.id.clone()),
         };
         let record = serde_json::to_string(&issued).map_err(|e| unavailable(&e.to_string()))?;
         self.inner
@@ -765,7 +922,17 @@ impl OidcProvider {
             .put(&format!("code:{}", sha256_hex(&code)), &record, CODE_TTL)
             .await
             .map_err(|e| unavailable(&e.to_string()))?;
-        tracing::info!(connection = %conn, user = %user_id, client = %req.client_id, "signed in");
+        self.audit().record(
+            "login",
+            Outcome::Ok,
+            Entry {
+                user_name: Some(user_name.to_owned()),
+                ..Entry::user(&session.connection, session.user_id.clone())
+                    .client(req.client_id.clone())
+                    .session(Some(session.id.clone()))
+                    .reason(format!("signed in through the {how}"))
+            },
+        );
         let mut ps = vec![("code", code.as_str())];
         if let Some(st) = &req.state {
             ps.push(("state", st));
@@ -934,6 +1101,17 @@ impl OidcProvider {
                     .revoke_grant(&grant_id, self.inner.clock.now())
                     .await?;
                 tracing::warn!(client = %client.id, grant = %grant_id, revoked, "an authorization code was used twice; its grant is revoked");
+                self.audit().record(
+                    "token",
+                    Outcome::Refused,
+                    Entry {
+                        client_id: Some(client.id.clone()),
+                        reason: Some(format!(
+                            "an authorization code was used twice; sign-in {grant_id} revoked"
+                        )),
+                        ..Entry::default()
+                    },
+                );
             }
             return Err(
                 OAuthError::invalid_grant("the code is invalid, expired or already used").into(),
@@ -993,6 +1171,18 @@ impl OidcProvider {
         let conn = ConnectionId::parse(&issued.connection)
             .map_err(|_| OAuthError::invalid_grant("the code is invalid"))?;
         let now = self.inner.clock.now();
+        // The session may have ended (a logout, deprovisioning) since the code was issued.
+        if let Some(sid) = &issued.session_id {
+            let live = self
+                .inner
+                .sessions
+                .get(sid)
+                .await?
+                .is_some_and(|s| s.ended.is_none());
+            if !live {
+                return Err(OAuthError::invalid_grant("the sign-in session has ended").into());
+            }
+        }
         let wants_refresh =
             client.secret_hash.is_some() && req.scope.split(' ').any(|s| s == "offline_access");
         let refresh = wants_refresh.then(|| format!("pgr_{}", random()));
@@ -1012,6 +1202,8 @@ impl OidcProvider {
             refresh_hash: refresh.as_deref().map(sha256_hex),
             revoked: None,
             groups_overage: issued.groups_overage,
+            session_id: issued.session_id.clone(),
+            last_used: Some(now),
         };
         let claims = self.current_claims(&grant).await?;
         self.inner.grants.insert_grant(&grant).await?;
@@ -1044,11 +1236,48 @@ impl OidcProvider {
                     .revoke_grant(&grant_id, self.inner.clock.now())
                     .await?;
                 tracing::warn!(client = %client.id, grant = %grant_id, revoked, "a rotated refresh token was used again; its grant is revoked");
+                let owner = self.inner.grants.grant(&grant_id).await?;
+                self.audit().record(
+                    "refresh",
+                    Outcome::Refused,
+                    Entry {
+                        connection: owner.as_ref().map(|g| g.connection.to_string()),
+                        user_id: owner.as_ref().map(|g| g.user_id.clone()),
+                        client_id: Some(client.id.clone()),
+                        session_id: owner.and_then(|g| g.session_id),
+                        reason: Some(format!(
+                            "a rotated refresh token was used again (a stolen-token sign): sign-in {grant_id} revoked"
+                        )),
+                        ..Entry::default()
+                    },
+                );
             }
             return Err(invalid().into());
         };
         let now = self.inner.clock.now();
-        if grant.client_id != client.id || grant.revoked.is_some() || grant.expires <= now {
+        let refused = |why: &str| {
+            self.audit().record(
+                "refresh",
+                Outcome::Refused,
+                Entry::user(&grant.connection, grant.user_id.clone())
+                    .client(client.id.clone())
+                    .session(grant.session_id.clone())
+                    .reason(why),
+            );
+        };
+        if grant.client_id != client.id {
+            return Err(invalid().into());
+        }
+        if grant.revoked.is_some() {
+            refused("the sign-in was revoked or its session ended");
+            return Err(invalid().into());
+        }
+        if grant.expires <= now {
+            refused("the refresh token reached its absolute lifetime");
+            return Err(invalid().into());
+        }
+        if self.idle(&grant, now) {
+            refused("the refresh token was not used within its idle lifetime");
             return Err(invalid().into());
         }
         if let Some(asked) = form.get("scope") {
@@ -1059,23 +1288,47 @@ impl OidcProvider {
                 );
             }
         }
-        let claims = self.current_claims(&grant).await?;
+        let claims = match self.current_claims(&grant).await {
+            Ok(c) => c,
+            Err(e) => {
+                refused("the user no longer exists or is deactivated");
+                return Err(e);
+            }
+        };
         // Rotation: the presented token is spent; a concurrent use of it lost the race and is
         // treated as a reuse.
         let next = format!("pgr_{}", random());
         if !self
             .inner
             .grants
-            .rotate_refresh(&grant.id, &hash, &sha256_hex(&next))
+            .rotate_refresh(&grant.id, &hash, &sha256_hex(&next), now)
             .await?
         {
             self.inner.grants.revoke_grant(&grant.id, now).await?;
             tracing::warn!(client = %client.id, grant = %grant.id, "a refresh token was used twice at once; its grant is revoked");
+            refused("a refresh token was used twice at once: the sign-in is revoked");
             return Err(invalid().into());
+        }
+        if let Some(sid) = &grant.session_id {
+            self.inner.sessions.seen(sid).await;
         }
         let mut resp = self.mint(client, &grant, &claims, None).await?;
         resp.refresh_token = Some(next);
+        self.audit().record(
+            "refresh",
+            Outcome::Ok,
+            Entry::user(&grant.connection, grant.user_id.clone())
+                .client(client.id.clone())
+                .session(grant.session_id.clone()),
+        );
         Ok(resp)
+    }
+
+    /// Whether a grant's refresh token has gone unused longer than its idle lifetime.
+    fn idle(&self, grant: &GrantRow, now: Timestamp) -> bool {
+        let last = grant.last_used.unwrap_or(grant.created);
+        now.millis_since(last)
+            > u64::try_from(self.inner.provider.refresh_token_idle.as_millis()).unwrap_or(u64::MAX)
     }
 
     // ------------------------------------------------------------------- revoke, introspect
@@ -1131,6 +1384,14 @@ impl OidcProvider {
                 .revoke_grant(&grant.id, self.inner.clock.now())
                 .await?;
             tracing::info!(client = %client.id, grant = %grant.id, revoked, "grant revoked by its client");
+            self.audit().record(
+                "revoke",
+                Outcome::Ok,
+                Entry::user(&grant.connection, grant.user_id.clone())
+                    .client(client.id.clone())
+                    .session(grant.session_id.clone())
+                    .reason(format!("sign-in {} revoked by its client", grant.id)),
+            );
         }
         Ok(())
     }
@@ -1149,7 +1410,9 @@ impl OidcProvider {
             return Ok(inactive);
         };
         let now = self.inner.clock.now();
-        if grant.revoked.is_some() || (at.is_none() && grant.expires <= now) {
+        if grant.revoked.is_some()
+            || (at.is_none() && (grant.expires <= now || self.idle(&grant, now)))
+        {
             return Ok(inactive);
         }
         let claims = match self.current_claims(&grant).await {
@@ -1262,6 +1525,271 @@ impl OidcProvider {
         })
     }
 
+    // ------------------------------------------------------------------- logout
+
+    /// RP-Initiated Logout 1.0 at `end_session_endpoint` (`/oauth/logout`): ends the
+    /// person's pimgate session (the one `id_token_hint` names, and the browser's own when it
+    /// is the same person's), revokes every sign-in made in it, tells the clients over the
+    /// back channel, then ends the session at the IdP when it offers that, and finally sends
+    /// the browser to the client's registered `post_logout_redirect_uri` (or says "signed out").
+    pub async fn end_session(
+        &self,
+        params: &BTreeMap<String, String>,
+        cookies: &BTreeMap<String, String>,
+    ) -> LogoutOutcome {
+        let Some(iss) = self.issuer() else {
+            return LogoutOutcome::Page(page(
+                StatusCode::NOT_FOUND,
+                "Single sign-on is not set up",
+                "This pimgate has no applications configured for sign-in.",
+                "no issuer",
+            ));
+        };
+        let p = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
+        let bad_link = |why: &str| {
+            LogoutOutcome::Page(page(
+                StatusCode::BAD_REQUEST,
+                "This sign-out link is not valid",
+                "The application sent you to sign out with a link pimgate cannot trust, so nothing was changed. Close the browser to end your session, or ask the application's administrator.",
+                why,
+            ))
+        };
+        for k in [
+            "state",
+            "client_id",
+            "post_logout_redirect_uri",
+            "ui_locales",
+            "logout_hint",
+        ] {
+            if p(k).is_some_and(|v| v.len() > MAX_PARAM) {
+                return bad_link(&format!("{k} is too long"));
+            }
+        }
+        // The hint: one of our own ID tokens (an expired one is fine).
+        let hint = match p("id_token_hint") {
+            None => None,
+            Some(t) => match super::tokens::verify_id_token_hint(&self.inner.keys, iss, t).await {
+                Ok(h) => Some(h),
+                Err(super::tokens::TokenRejected::UnknownKey) => {
+                    // Signed by a key retired since: the browser's session still decides.
+                    tracing::info!("id_token_hint signed by a retired key; ignored");
+                    None
+                }
+                Err(super::tokens::TokenRejected::Keys(e)) => {
+                    return LogoutOutcome::Page(unavailable(&e.to_string()));
+                }
+                Err(e) => return bad_link(&format!("id_token_hint refused: {e}")),
+            },
+        };
+        let client_id = match (p("client_id"), &hint) {
+            (Some(c), Some(h)) if c != h.aud => {
+                return bad_link("client_id is not the audience of id_token_hint");
+            }
+            (Some(c), _) => Some(c.to_owned()),
+            (None, Some(h)) => Some(h.aud.clone()),
+            (None, None) => None,
+        };
+        let client = client_id
+            .as_deref()
+            .and_then(|c| self.inner.provider.clients.get(c));
+        if client_id.is_some() && client.is_none() {
+            return bad_link("unknown client_id");
+        }
+        // Where to go at the end: only a URI the client registered.
+        let to = match p("post_logout_redirect_uri") {
+            None => None,
+            Some(u) => {
+                let Some(c) = client else {
+                    return bad_link("post_logout_redirect_uri without client_id or id_token_hint");
+                };
+                if !c.post_logout_redirect_uris.iter().any(|r| r == u) {
+                    return bad_link("post_logout_redirect_uri is not registered for the client");
+                }
+                let mut ps = vec![];
+                if let Some(st) = p("state") {
+                    ps.push(("state", st));
+                }
+                Some(with_params(u, &ps))
+            }
+        };
+        // The sessions: the hint's, and the browser's.
+        let mut session: Option<SessionRow> = None;
+        if let Some(h) = &hint {
+            match self.inner.grants.grant(&h.sid).await {
+                Ok(Some(g)) if g.user_id == h.sub => {
+                    if let Some(sid) = &g.session_id {
+                        match self.inner.sessions.get(sid).await {
+                            Ok(s) => session = s,
+                            Err(e) => return LogoutOutcome::Page(unavailable(&e.to_string())),
+                        }
+                    } else if let Err(e) = self
+                        .inner
+                        .grants
+                        .revoke_grant(&g.id, self.inner.clock.now())
+                        .await
+                    {
+                        return LogoutOutcome::Page(unavailable(&e.to_string()));
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return LogoutOutcome::Page(unavailable(&e.to_string())),
+            }
+        }
+        let browser = match cookies.get(SESSION_COOKIE) {
+            Some(v) => match self.inner.sessions.live(v).await {
+                Ok(s) => s,
+                Err(e) => return LogoutOutcome::Page(unavailable(&e.to_string())),
+            },
+            None => None,
+        };
+        let mut ending: Vec<SessionRow> = session.into_iter().collect();
+        if let Some(b) = browser {
+            let same_person = ending
+                .first()
+                .is_none_or(|s| s.connection == b.connection && s.user_id == b.user_id);
+            if same_person && ending.iter().all(|s| s.id != b.id) {
+                ending.push(b);
+            }
+        }
+        for s in &ending {
+            if let Err(e) = self
+                .inner
+                .sessions
+                .end(SessionSelector::Id(s.id.clone()), "logout")
+                .await
+            {
+                return LogoutOutcome::Page(unavailable(&e.to_string()));
+            }
+        }
+        let clear_cookie = self.inner.sessions.cookie("", 0);
+        // At the IdP, when it can end sessions: it sends the browser back to
+        // /sso/NAME/logged-out, which finishes here.
+        if let Some(s) = ending.iter().find(|s| s.ended.is_none())
+            && let Some(idp) = self.inner.sso.idp(&s.connection)
+        {
+            let state = random();
+            let back = format!("{iss}/sso/{}/logged-out", s.connection);
+            if let Some(location) = idp
+                .end_session_url(s.upstream_id_token.as_deref(), &back, &state)
+                .await
+            {
+                let record =
+                    serde_json::to_string(&PendingLogout { to: to.clone() }).unwrap_or_default();
+                match self
+                    .inner
+                    .flow
+                    .put(
+                        &format!("logout:{}", sha256_hex(&state)),
+                        &record,
+                        LOGIN_TTL,
+                    )
+                    .await
+                {
+                    Ok(()) => {
+                        return LogoutOutcome::Redirect {
+                            location: location.to_string(),
+                            clear_cookie,
+                        };
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the IdP logout cannot be followed; ending at pimgate only");
+                    }
+                }
+            }
+        }
+        match to {
+            Some(location) => LogoutOutcome::Redirect {
+                location,
+                clear_cookie,
+            },
+            None => LogoutOutcome::SignedOut { clear_cookie },
+        }
+    }
+
+    /// The IdP sent the browser back after ending its session (`/sso/NAME/logged-out`).
+    pub async fn logged_out(&self, params: &BTreeMap<String, String>) -> LogoutOutcome {
+        let clear_cookie = self.inner.sessions.cookie("", 0);
+        let pending = match params.get("state").filter(|s| s.len() <= MAX_PARAM) {
+            Some(state) => match self
+                .inner
+                .flow
+                .take(&format!("logout:{}", sha256_hex(state)))
+                .await
+            {
+                Ok(r) => r.and_then(|r| serde_json::from_str::<PendingLogout>(&r).ok()),
+                Err(e) => return LogoutOutcome::Page(unavailable(&e.to_string())),
+            },
+            None => None,
+        };
+        match pending.and_then(|p| p.to) {
+            Some(location) => LogoutOutcome::Redirect {
+                location,
+                clear_cookie,
+            },
+            None => LogoutOutcome::SignedOut { clear_cookie },
+        }
+    }
+
+    /// OIDC Back-Channel Logout 1.0 receiver (`/sso/NAME/backchannel-logout`): the IdP says
+    /// a session of its ended; the pimgate sessions it started end, with their sign-ins.
+    pub async fn backchannel_logout(
+        &self,
+        connection: &str,
+        form: &BTreeMap<String, String>,
+    ) -> Result<usize, TokenFailure> {
+        let refuse = |why: String| {
+            self.audit().record(
+                "logout",
+                Outcome::Refused,
+                Entry {
+                    connection: Some(connection.to_owned()),
+                    reason: Some(format!("back-channel logout refused: {why}")),
+                    ..Entry::default()
+                },
+            );
+            TokenFailure::from(OAuthError::invalid_request(why))
+        };
+        let conn = ConnectionId::parse(connection).ok();
+        let Some((conn, idp)) = conn.and_then(|c| self.inner.sso.idp(&c).map(|i| (c, i.clone())))
+        else {
+            return Err(refuse("no single sign-on for this connection".into()));
+        };
+        let token = form
+            .get("logout_token")
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| refuse("logout_token is missing".into()))?;
+        let claims = match idp.verify_logout_token(token).await {
+            Ok(c) => c,
+            Err(crate::sso::SsoError::Discovery(e)) => {
+                return Err(TokenFailure::Upstream(e));
+            }
+            Err(e) => return Err(refuse(e.to_string())),
+        };
+        // Each logout token once (replay within its lifetime is refused).
+        let fresh = self
+            .inner
+            .flow
+            .put_new(
+                &format!("bcl-jti:{conn}:{}", sha256_hex(&claims.jti)),
+                "1",
+                Duration::from_secs(30 * 60),
+            )
+            .await?;
+        if !fresh {
+            return Err(refuse(
+                "the logout token was already used (jti replayed)".into(),
+            ));
+        }
+        let which = match (&claims.sid, &claims.sub) {
+            (Some(sid), _) => SessionSelector::UpstreamSid(conn.clone(), sid.clone()),
+            (None, Some(sub)) => SessionSelector::UpstreamSub(conn.clone(), sub.clone()),
+            (None, None) => return Err(refuse("neither sid nor sub".into())),
+        };
+        let ended = self.inner.sessions.end(which, "idp logout").await?;
+        tracing::info!(connection = %conn, grants = ended.len(), "back-channel logout from the IdP");
+        Ok(ended.len())
+    }
+
     // ------------------------------------------------------------------- userinfo
 
     /// The full claims document of the access token's user (docs/claims.md), with `sub`.
@@ -1318,6 +1846,15 @@ fn not_provisioned() -> FailurePage {
         "Your account is not set up here",
         "You signed in with your organisation, but your account has not been provisioned to this application. Ask your administrator to assign you to it.",
         "person not provisioned",
+    )
+}
+
+fn no_access() -> FailurePage {
+    page(
+        StatusCode::FORBIDDEN,
+        "You have no access to this application",
+        "You signed in, but none of your groups gives you access to this application. Ask your administrator for access.",
+        "no roles and no user groups",
     )
 }
 

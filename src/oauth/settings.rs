@@ -74,7 +74,16 @@ pub struct OidcSettings {
     pub signing_alg: String,
     pub access_token_ttl_seconds: u64,
     pub id_token_ttl_seconds: u64,
+    /// The absolute lifetime of a refresh token (rotation keeps the end where it was).
     pub refresh_token_ttl_seconds: u64,
+    /// A refresh token not used for this long stops working.
+    pub refresh_token_idle_seconds: u64,
+    /// A pimgate browser session that signs no client in for this long ends.
+    pub session_idle_seconds: u64,
+    /// A pimgate browser session ends this long after its sign-in at the IdP, however used.
+    pub session_max_seconds: u64,
+    /// Audit events are kept this long.
+    pub audit_retention_days: u64,
     /// The 32-byte key that encrypts signing keys at rest (`PIMGATE_KEY_ENCRYPTION_KEY_FILE`).
     /// Unset: generated on first start under `./data` and reused.
     pub key_encryption_key_file: Option<PathBuf>,
@@ -94,6 +103,10 @@ impl Default for OidcSettings {
             access_token_ttl_seconds: 300,
             id_token_ttl_seconds: 300,
             refresh_token_ttl_seconds: 28_800,
+            refresh_token_idle_seconds: 7_200,
+            session_idle_seconds: 28_800,
+            session_max_seconds: 86_400,
+            audit_retention_days: 90,
             key_encryption_key_file: None,
             key_rotation_days: 30,
             key_publish_lead_seconds: 600,
@@ -111,7 +124,11 @@ pub struct OidcClientSettings {
     pub client_secret_file: Option<PathBuf>,
     /// Where codes may be sent, compared exactly.
     pub redirect_uris: Vec<String>,
+    /// Where pimgate may send the browser after a logout the client started, compared exactly.
     pub post_logout_redirect_uris: Vec<String>,
+    /// OpenID Connect Back-Channel Logout 1.0: pimgate POSTs a logout token here whenever a
+    /// session the client is signed in to ends.
+    pub backchannel_logout_uri: Option<String>,
     /// The connections whose people may sign in to it (default: every connection with `sso`).
     pub connections: Option<Vec<String>>,
 }
@@ -162,6 +179,7 @@ pub struct Client {
     pub secret_hash: Option<[u8; 32]>,
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
+    pub backchannel_logout_uri: Option<String>,
     /// Whose people may sign in to it, in name order (never empty).
     pub connections: Vec<ConnectionId>,
 }
@@ -172,6 +190,7 @@ impl std::fmt::Debug for Client {
             .field("id", &self.id)
             .field("confidential", &self.secret_hash.is_some())
             .field("redirect_uris", &self.redirect_uris)
+            .field("backchannel_logout_uri", &self.backchannel_logout_uri)
             .field("connections", &self.connections)
             .finish_non_exhaustive()
     }
@@ -184,6 +203,10 @@ pub struct Provider {
     pub access_token_ttl: Duration,
     pub id_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    pub refresh_token_idle: Duration,
+    pub session_idle: Duration,
+    pub session_max: Duration,
+    pub audit_retention: Duration,
     pub key_encryption_key_file: Option<PathBuf>,
     pub key_rotation: Duration,
     pub key_publish_lead: Duration,
@@ -397,11 +420,25 @@ fn provider(
             oidc.refresh_token_ttl_seconds,
             60,
         ),
+        (
+            "oidc.refresh_token_idle_seconds",
+            oidc.refresh_token_idle_seconds,
+            60,
+        ),
+        ("oidc.session_idle_seconds", oidc.session_idle_seconds, 60),
+        ("oidc.session_max_seconds", oidc.session_max_seconds, 60),
+        ("oidc.audit_retention_days", oidc.audit_retention_days, 1),
         ("oidc.key_rotation_days", oidc.key_rotation_days, 1),
     ] {
         if value < min {
             return Err(invalid(key, format!("must be at least {min}")));
         }
+    }
+    if oidc.session_idle_seconds > oidc.session_max_seconds {
+        return Err(invalid(
+            "oidc.session_idle_seconds",
+            "must not be longer than oidc.session_max_seconds",
+        ));
     }
     if oidc.key_publish_lead_seconds >= oidc.key_rotation_days.saturating_mul(86_400) {
         return Err(invalid(
@@ -459,6 +496,9 @@ fn provider(
                 web_url(u).map_err(|m| invalid(format!("{key}.{k}"), m))?;
             }
         }
+        if let Some(u) = &c.backchannel_logout_uri {
+            web_url(u).map_err(|m| invalid(format!("{key}.backchannel_logout_uri"), m))?;
+        }
         let connections: Vec<ConnectionId> = match &c.connections {
             None => upstream.keys().cloned().collect(),
             Some(names) => {
@@ -495,6 +535,7 @@ fn provider(
                 secret_hash,
                 redirect_uris: c.redirect_uris.clone(),
                 post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+                backchannel_logout_uri: c.backchannel_logout_uri.clone(),
                 connections,
             },
         );
@@ -504,6 +545,10 @@ fn provider(
         access_token_ttl: Duration::from_secs(oidc.access_token_ttl_seconds),
         id_token_ttl: Duration::from_secs(oidc.id_token_ttl_seconds),
         refresh_token_ttl: Duration::from_secs(oidc.refresh_token_ttl_seconds),
+        refresh_token_idle: Duration::from_secs(oidc.refresh_token_idle_seconds),
+        session_idle: Duration::from_secs(oidc.session_idle_seconds),
+        session_max: Duration::from_secs(oidc.session_max_seconds),
+        audit_retention: Duration::from_secs(oidc.audit_retention_days.saturating_mul(86_400)),
         key_encryption_key_file: oidc.key_encryption_key_file.clone(),
         key_rotation: Duration::from_secs(oidc.key_rotation_days.saturating_mul(86_400)),
         key_publish_lead: Duration::from_secs(oidc.key_publish_lead_seconds),

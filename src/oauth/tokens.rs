@@ -139,6 +139,31 @@ pub async fn sign<T: Serialize>(
     .map_err(|e| KeyError::Generate(format!("signing failed: {e}")))
 }
 
+/// The `typ` of back-channel logout tokens (Back-Channel Logout 1.0 §2.4).
+pub const LOGOUT_TOKEN_TYP: &str = "logout+jwt";
+
+/// A back-channel logout token's claims (Back-Channel Logout 1.0 §2.4).
+#[derive(Debug, Clone, Serialize)]
+pub struct LogoutTokenClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+    /// The grant (sign-in) that ended, as its tokens named it.
+    pub sid: String,
+    pub events: serde_json::Value,
+}
+
+/// What an `id_token_hint` says, once its signature and issuer are checked.
+#[derive(Debug, Clone, Deserialize)]
+pub struct IdTokenHint {
+    pub sub: String,
+    pub aud: String,
+    pub sid: String,
+}
+
 /// Why a presented access token is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenRejected {
@@ -190,6 +215,35 @@ pub async fn verify_access_token(
         return Err(TokenRejected::Expired);
     }
     Ok(c)
+}
+
+/// Verifies an `id_token_hint`: one of pimgate's own ID tokens, by a published key, from
+/// this issuer. An expired one is still a good hint (RP-Initiated Logout 1.0 §2).
+pub async fn verify_id_token_hint(
+    keys: &SigningKeys,
+    issuer: &str,
+    token: &str,
+) -> Result<IdTokenHint, TokenRejected> {
+    if token.len() > 8 * 1024 {
+        return Err(TokenRejected::Malformed);
+    }
+    let header = jsonwebtoken::decode_header(token).map_err(|_| TokenRejected::Malformed)?;
+    if header.typ.as_deref() != Some("JWT") {
+        return Err(TokenRejected::WrongType);
+    }
+    let kid = header.kid.ok_or(TokenRejected::UnknownKey)?;
+    let (alg, key) = keys
+        .verifier(&kid)
+        .await?
+        .ok_or(TokenRejected::UnknownKey)?;
+    let mut v = jsonwebtoken::Validation::new(alg);
+    v.validate_exp = false;
+    v.validate_aud = false;
+    v.required_spec_claims.clear();
+    v.set_issuer(&[issuer]);
+    let data = jsonwebtoken::decode::<IdTokenHint>(token, &key, &v)
+        .map_err(|e| TokenRejected::Invalid(e.to_string()))?;
+    Ok(data.claims)
 }
 
 #[cfg(test)]

@@ -33,6 +33,9 @@ pub enum SsoError {
     /// Signed by a key id the IdP's JWKS does not have (re-fetched then).
     #[error("the ID token is signed by an unknown key")]
     UnknownKey,
+    /// A back-channel logout token failed a check of Back-Channel Logout 1.0 §2.6.
+    #[error("the logout token was refused: {0}")]
+    LogoutToken(String),
 }
 
 /// The IdPs of every connection with single sign-on.

@@ -57,9 +57,18 @@ const ASYMMETRIC: [CoreJwsSigningAlgorithm; 10] = [
     CoreJwsSigningAlgorithm::EdDsa,
 ];
 
+/// The event a back-channel logout token must carry (Back-Channel Logout 1.0 §2.4).
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+/// How old a logout token may be (its `iat`), beyond the clock skew.
+const LOGOUT_TOKEN_MAX_AGE_MS: u64 = 10 * 60 * 1000;
+/// Longest logout token read.
+const MAX_LOGOUT_TOKEN_BYTES: usize = 16 * 1024;
+
 /// What was discovered about the IdP.
 struct Discovered {
     metadata: CoreProviderMetadata,
+    /// RP-Initiated Logout 1.0: where to end the person's session at the IdP.
+    end_session_endpoint: Option<url::Url>,
     jwks: CoreJsonWebKeySet,
     fetched: Timestamp,
     jwks_fetched: Timestamp,
@@ -70,6 +79,16 @@ struct Discovered {
 pub struct VerifiedIdentity {
     /// Every claim of the ID token.
     pub claims: Map<String, Value>,
+    /// The ID token itself (the `id_token_hint` of a later logout at the IdP).
+    pub raw: String,
+}
+
+/// A back-channel logout token, verified: whose sessions at the IdP ended.
+#[derive(Debug, Clone)]
+pub struct LogoutClaims {
+    pub sid: Option<String>,
+    pub sub: Option<String>,
+    pub jti: String,
 }
 
 /// A login in flight at the IdP: what the callback needs to finish it.
@@ -211,9 +230,16 @@ impl UpstreamIdp {
             return Ok(d.clone());
         }
         let url = format!("{}/.well-known/openid-configuration", self.settings.issuer);
-        let metadata: CoreProviderMetadata = fetch_json(&self.http, &url)
+        let document: Value = fetch_json(&self.http, &url)
             .await
             .map_err(SsoError::Discovery)?;
+        let end_session_endpoint = document
+            .get("end_session_endpoint")
+            .and_then(Value::as_str)
+            .and_then(|u| url::Url::parse(u).ok())
+            .filter(|u| matches!(u.scheme(), "https" | "http"));
+        let metadata: CoreProviderMetadata = serde_json::from_value(document)
+            .map_err(|e| SsoError::Discovery(format!("{url}: {e}")))?;
         let discovered_issuer = metadata.issuer().as_str().trim_end_matches('/');
         if discovered_issuer.contains("{tenantid}") {
             if self.settings.tenants.is_empty() {
@@ -233,6 +259,7 @@ impl UpstreamIdp {
             .map_err(SsoError::Discovery)?;
         let d = Arc::new(Discovered {
             metadata,
+            end_session_endpoint,
             jwks,
             fetched: now,
             jwks_fetched: now,
@@ -262,6 +289,7 @@ impl UpstreamIdp {
         tracing::info!(connection = %self.settings.connection, "re-fetched the IdP's keys after an unknown key id");
         let d = Arc::new(Discovered {
             metadata: current.metadata.clone(),
+            end_session_endpoint: current.end_session_endpoint.clone(),
             jwks,
             fetched: current.fetched,
             jwks_fetched: now,
@@ -446,7 +474,182 @@ impl UpstreamIdp {
         {
             return Err(SsoError::IdToken(format!("azp {azp:?} is not this client")));
         }
-        Ok(VerifiedIdentity { claims })
+        Ok(VerifiedIdentity { claims, raw })
+    }
+
+    /// Where to send the browser to end the person's session at the IdP (RP-Initiated
+    /// Logout 1.0), when its discovery document names an `end_session_endpoint`; `None` when
+    /// it does not or cannot be read now.
+    pub async fn end_session_url(
+        &self,
+        id_token_hint: Option<&str>,
+        post_logout_redirect_uri: &str,
+        state: &str,
+    ) -> Option<url::Url> {
+        let d = self.discovered().await.ok()?;
+        let mut u = d.end_session_endpoint.clone()?;
+        {
+            let mut q = u.query_pairs_mut();
+            if let Some(h) = id_token_hint {
+                q.append_pair("id_token_hint", h);
+            }
+            q.append_pair("client_id", &self.settings.client_id)
+                .append_pair("post_logout_redirect_uri", post_logout_redirect_uri)
+                .append_pair("state", state);
+        }
+        Some(u)
+    }
+
+    /// Validates a back-channel logout token (Back-Channel Logout 1.0 §2.6): the signature
+    /// by one of the IdP's keys (re-fetched once on an unknown `kid`) with an allowed
+    /// asymmetric algorithm, `iss`, `aud`, `iat` (and `exp` when present) on the injected
+    /// clock, the logout event, `sid` or `sub`, and no `nonce`. Replay (`jti`) is the
+    /// caller's check.
+    pub async fn verify_logout_token(&self, token: &str) -> Result<LogoutClaims, SsoError> {
+        if token.len() > MAX_LOGOUT_TOKEN_BYTES {
+            return Err(SsoError::LogoutToken(format!(
+                "longer than {MAX_LOGOUT_TOKEN_BYTES} bytes"
+            )));
+        }
+        let d = self.discovered().await?;
+        match self.check_logout_token(&d, token) {
+            Err(SsoError::UnknownKey) => {
+                if self.refetch_jwks(&d).await? {
+                    let d = self.discovered().await?;
+                    match self.check_logout_token(&d, token) {
+                        Err(SsoError::UnknownKey) => Err(SsoError::LogoutToken(
+                            "signed by a key the IdP does not publish".into(),
+                        )),
+                        other => other,
+                    }
+                } else {
+                    Err(SsoError::LogoutToken(
+                        "signed by a key the IdP does not publish".into(),
+                    ))
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn check_logout_token(&self, d: &Discovered, token: &str) -> Result<LogoutClaims, SsoError> {
+        let bad = |m: &str| SsoError::LogoutToken(m.to_owned());
+        let header = jsonwebtoken::decode_header(token).map_err(|_| bad("not a signed JWT"))?;
+        let alg_name = serde_json::to_value(header.alg)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let advertised = d.metadata.id_token_signing_alg_values_supported();
+        let allowed = ASYMMETRIC
+            .iter()
+            .filter(|a| advertised.contains(a))
+            .any(|a| {
+                serde_json::to_value(a)
+                    .ok()
+                    .is_some_and(|v| v.as_str() == Some(alg_name.as_str()))
+            });
+        if !allowed {
+            return Err(bad(&format!("the algorithm {alg_name:?} is not allowed")));
+        }
+        // The IdP's keys, one by one (a key of a type we cannot read is skipped, not fatal).
+        let keys: Vec<jsonwebtoken::jwk::Jwk> = serde_json::to_value(&d.jwks)
+            .ok()
+            .and_then(|v| v.get("keys").and_then(Value::as_array).cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|k| serde_json::from_value(k).ok())
+            .collect();
+        let jwk = match &header.kid {
+            Some(kid) => keys
+                .iter()
+                .find(|k| k.common.key_id.as_deref() == Some(kid.as_str())),
+            None if keys.len() == 1 => keys.first(),
+            None => None,
+        }
+        .ok_or(SsoError::UnknownKey)?;
+        let key = jsonwebtoken::DecodingKey::from_jwk(jwk)
+            .map_err(|e| bad(&format!("the IdP's key cannot be used: {e}")))?;
+        let mut v = jsonwebtoken::Validation::new(header.alg);
+        // Time, audience and issuer are checked below (on the injected clock; the issuer
+        // may be an Entra tenant template).
+        v.validate_exp = false;
+        v.validate_nbf = false;
+        v.validate_aud = false;
+        v.required_spec_claims.clear();
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v)
+            .map_err(|e| bad(&format!("signature: {e}")))?
+            .claims;
+        let text = |k: &str| {
+            claims
+                .get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let template = d.metadata.issuer().as_str().contains("{tenantid}");
+        let iss = text("iss").ok_or_else(|| bad("no iss"))?;
+        let expected_iss = if template {
+            let tid = text("tid").unwrap_or_default();
+            if !self.settings.tenants.contains(&tid) {
+                return Err(bad("the tenant is not let in"));
+            }
+            d.metadata.issuer().as_str().replace("{tenantid}", &tid)
+        } else {
+            d.metadata.issuer().as_str().to_owned()
+        };
+        if iss.trim_end_matches('/') != expected_iss.trim_end_matches('/') {
+            return Err(bad("iss is not the IdP"));
+        }
+        let for_us = match claims.get("aud") {
+            Some(Value::String(a)) => *a == self.settings.client_id,
+            Some(Value::Array(list)) => list
+                .iter()
+                .any(|a| a.as_str() == Some(self.settings.client_id.as_str())),
+            _ => false,
+        };
+        if !for_us {
+            return Err(bad("aud is not this client"));
+        }
+        let now_ms = self.clock.now().0;
+        let skew = CLOCK_SKEW_MS as i64;
+        let iat_ms = claims
+            .get("iat")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| bad("no iat"))?
+            .saturating_mul(1000);
+        if iat_ms > now_ms + skew {
+            return Err(bad("issued in the future"));
+        }
+        if iat_ms < now_ms - skew - LOGOUT_TOKEN_MAX_AGE_MS as i64 {
+            return Err(bad("issued too long ago"));
+        }
+        if let Some(exp) = claims.get("exp") {
+            let exp_ms = exp
+                .as_i64()
+                .ok_or_else(|| bad("exp is not a number"))?
+                .saturating_mul(1000);
+            if exp_ms <= now_ms - skew {
+                return Err(bad("expired"));
+            }
+        }
+        let event_ok = claims
+            .get("events")
+            .and_then(Value::as_object)
+            .and_then(|e| e.get(BACKCHANNEL_LOGOUT_EVENT))
+            .is_some_and(Value::is_object);
+        if !event_ok {
+            return Err(bad("events has no back-channel logout event"));
+        }
+        if claims.contains_key("nonce") {
+            return Err(bad("a logout token must not carry a nonce"));
+        }
+        let sid = text("sid");
+        let sub = text("sub");
+        if sid.is_none() && sub.is_none() {
+            return Err(bad("neither sid nor sub"));
+        }
+        let jti = text("jti").ok_or_else(|| bad("no jti"))?;
+        Ok(LogoutClaims { sid, sub, jti })
     }
 }
 

@@ -388,6 +388,34 @@ const hooks = {
     return null;
   },
   'GET /__test/stats': async () => ({ jwks_fetches: stats.jwks_fetches }),
+  // A back-channel logout token as this IdP would send it, signed with its current key (or,
+  // with "forge": true, with a throw-away key under the current kid): {"aud", "sid"?, "sub"?,
+  // "claims"?: {...overrides, null deletes}} -> {"logout_token": "..."}. It lets a test
+  // present tokens that are wrong in one way each, and replay one.
+  'POST /__test/logout-token': async (req) => {
+    const body = await readJson(req);
+    if (!isPlainObject(body) || typeof body.aud !== 'string') {
+      throw new HttpError(400, 'expected {"aud": "<client_id>", "sid"?, "sub"?, "claims"?, "forge"?}');
+    }
+    const now = Math.floor(Date.now() / 1000);
+    const payload = {
+      iss: issuer,
+      aud: body.aud,
+      iat: now,
+      exp: now + 120,
+      jti: crypto.randomBytes(12).toString('base64url'),
+      events: { 'http://schemas.openid.net/event/backchannel-logout': {} },
+    };
+    if (typeof body.sid === 'string') payload.sid = body.sid;
+    if (typeof body.sub === 'string') payload.sub = body.sub;
+    for (const [k, v] of Object.entries(body.claims ?? {})) {
+      if (v === null) delete payload[k]; else payload[k] = v;
+    }
+    const key = signingKeys[0];
+    const signer = body.forge ? newSigningKey().privateKey : key.privateKey;
+    const token = signEs256({ alg: 'ES256', kid: key.kid, typ: 'logout+jwt' }, payload, signer);
+    return { logout_token: token };
+  },
 };
 
 const server = http.createServer(async (req, res) => {

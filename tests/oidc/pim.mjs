@@ -18,10 +18,22 @@
 //   GET /callback
 //       200 JSON with the tokens, claims and userinfo; 400 JSON for an error response from the
 //       issuer or an unknown state; 502 JSON when openid-client rejects something. See README.md.
+//   GET /logout?id_token_hint=&state=
+//       302 to the issuer's end_session_endpoint (openid-client's buildEndSessionUrl), with
+//       post_logout_redirect_uri <url>/logged-out.
+//   GET /logged-out
+//       200 JSON {"logged_out": true, "state": ...}: where the issuer sends the browser at the end.
+//   POST /backchannel-logout
+//       The Back-Channel Logout 1.0 receiver: verifies the logout token with `jose` against the
+//       issuer's JWKS (signature, iss, aud, typ logout+jwt, iat/exp), checks the logout event,
+//       sid or sub, no nonce and jti not seen before; 200 when accepted, 400 JSON otherwise.
+//   GET /__test/logouts
+//       200 JSON [{sid, sub, jti}, ...]: the logout tokens accepted so far (test observation).
 
 import * as http from 'node:http';
 import { parseArgs } from 'node:util';
 
+import * as jose from 'jose';
 import * as client from 'openid-client';
 
 const log = (...args) => console.error('pim:', ...args);
@@ -156,6 +168,77 @@ async function callback(url, res) {
   });
 }
 
+// Back-channel logout: accepted tokens (for the test to observe) and the jti values seen.
+const logouts = [];
+const seenJti = new Set();
+let remoteJwks = null;
+
+async function readBody(req) {
+  const chunks = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += chunk.length;
+    if (size > 64 * 1024) throw new Error('body too large');
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function backchannelLogout(req, res) {
+  const config = await getConfig();
+  const meta = config.serverMetadata();
+  const form = new URLSearchParams(await readBody(req));
+  const token = form.get('logout_token');
+  if (!token) {
+    sendJson(res, 400, { error: 'invalid_request', error_description: 'logout_token is missing' });
+    return;
+  }
+  remoteJwks ??= jose.createRemoteJWKSet(new URL(meta.jwks_uri));
+  let payload;
+  try {
+    ({ payload } = await jose.jwtVerify(token, remoteJwks, {
+      issuer: meta.issuer,
+      audience: args['client-id'],
+      typ: 'logout+jwt',
+      requiredClaims: ['iat', 'jti'],
+      maxTokenAge: '10 minutes',
+      clockTolerance: 60,
+    }));
+  } catch (err) {
+    log(`back-channel logout refused: ${err.code ?? err.name}: ${err.message}`);
+    sendJson(res, 400, { error: 'invalid_request', error_description: err.message });
+    return;
+  }
+  const event = payload.events?.['http://schemas.openid.net/event/backchannel-logout'];
+  const problem = (typeof event !== 'object' || event === null) ? 'no back-channel logout event'
+    : (!payload.sid && !payload.sub) ? 'neither sid nor sub'
+      : ('nonce' in payload) ? 'a logout token must not carry a nonce'
+        : seenJti.has(payload.jti) ? 'jti replayed'
+          : null;
+  if (problem) {
+    log(`back-channel logout refused: ${problem}`);
+    sendJson(res, 400, { error: 'invalid_request', error_description: problem });
+    return;
+  }
+  seenJti.add(payload.jti);
+  logouts.push({ sid: payload.sid ?? null, sub: payload.sub ?? null, jti: payload.jti });
+  log(`back-channel logout accepted: sid ${payload.sid}, sub ${payload.sub}`);
+  res.writeHead(200, { 'cache-control': 'no-store' });
+  res.end();
+}
+
+async function logout(url, res) {
+  const config = await getConfig();
+  const params = { post_logout_redirect_uri: `${ownUrl}/logged-out` };
+  for (const name of ['id_token_hint', 'state']) {
+    const value = url.searchParams.get(name);
+    if (value !== null) params[name] = value;
+  }
+  const location = client.buildEndSessionUrl(config, params);
+  res.writeHead(302, { location: location.href });
+  res.end();
+}
+
 // ---------------------------------------------------------------------------
 // HTTP plumbing
 // ---------------------------------------------------------------------------
@@ -190,6 +273,14 @@ const server = http.createServer(async (req, res) => {
       await login(url, res);
     } else if (req.method === 'GET' && url.pathname === '/callback') {
       await callback(url, res);
+    } else if (req.method === 'GET' && url.pathname === '/logout') {
+      await logout(url, res);
+    } else if (req.method === 'GET' && url.pathname === '/logged-out') {
+      sendJson(res, 200, { logged_out: true, state: url.searchParams.get('state') });
+    } else if (req.method === 'POST' && url.pathname === '/backchannel-logout') {
+      await backchannelLogout(req, res);
+    } else if (req.method === 'GET' && url.pathname === '/__test/logouts') {
+      sendJson(res, 200, logouts);
     } else {
       sendJson(res, 404, { error: 'not_found' });
     }

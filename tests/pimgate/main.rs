@@ -18,5 +18,6 @@ mod hostile;
 mod idp;
 mod ops;
 mod scim_api;
+mod sessions;
 mod sso;
 mod store_story;

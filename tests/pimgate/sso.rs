@@ -20,12 +20,12 @@ use crate::helpers::{Db, TestApp, TestDb, test_settings};
 use pimgate::clock::SystemClock;
 use pimgate::config;
 
-const PIM_SECRET: &str = "pim-client-secret-0123456789";
-const IDP_SECRET: &str = "idp-client-secret-0123456789";
+pub(crate) const PIM_SECRET: &str = "pim-client-secret-0123456789";
+pub(crate) const IDP_SECRET: &str = "idp-client-secret-0123456789";
 const EDITOR_ROLE: &str = "9b0e4a52-0000-4000-8000-000000000002";
 const DENMARK: &str = "9b0e4a52-0000-4000-8000-0000000000a1";
 
-const MODEL: &str = r#"
+pub(crate) const MODEL: &str = r#"
 dimensions = ["market"]
 
 [roles.editor]
@@ -52,8 +52,8 @@ user_groups = ["denmark"]
 "#;
 
 /// A Node.js program of `tests/oidc`, stopped when dropped (and when its stdin closes).
-struct Node {
-    url: String,
+pub(crate) struct Node {
+    pub(crate) url: String,
     child: tokio::process::Child,
 }
 
@@ -64,7 +64,7 @@ fn oidc_dir() -> PathBuf {
 }
 
 impl Node {
-    async fn start(script: &str, args: &[&str], key: &str) -> Node {
+    pub(crate) async fn start(script: &str, args: &[&str], key: &str) -> Node {
         let dir = oidc_dir();
         assert!(
             dir.join("node_modules").exists(),
@@ -106,17 +106,27 @@ impl Drop for Node {
 }
 
 /// pimgate with one SSO connection (`corp`) at the IdP and the PIM stand-in as a client.
-struct World {
-    app: TestApp,
-    idp: Node,
-    pim: Node,
-    issuer: String,
+pub(crate) struct World {
+    pub(crate) app: TestApp,
+    pub(crate) idp: Node,
+    pub(crate) pim: Node,
+    pub(crate) issuer: String,
     /// A browser: a cookie jar, redirects followed by hand.
-    browser: reqwest::Client,
-    _kek: tempfile::NamedTempFile,
+    pub(crate) browser: reqwest::Client,
+    pub(crate) kek: tempfile::NamedTempFile,
 }
 
-async fn start(db: Db, tune: impl FnOnce(&mut config::Settings)) -> World {
+pub(crate) async fn start(db: Db, tune: impl FnOnce(&mut config::Settings)) -> World {
+    start_clocked(db, Arc::new(SystemClock), tune).await
+}
+
+/// [`start`] on an injected clock (it must start at the real time: the IdP's tokens are
+/// checked on it).
+pub(crate) async fn start_clocked(
+    db: Db,
+    clock: Arc<dyn pimgate::clock::Clock>,
+    tune: impl FnOnce(&mut config::Settings),
+) -> World {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let issuer = format!("http://{}", listener.local_addr().unwrap());
     let pim = Node::start(
@@ -139,7 +149,10 @@ async fn start(db: Db, tune: impl FnOnce(&mut config::Settings)) -> World {
             "clients": [{
                 "client_id": "pimgate",
                 "client_secret": IDP_SECRET,
-                "redirect_uris": [format!("{issuer}/sso/corp/callback")]
+                "redirect_uris": [format!("{issuer}/sso/corp/callback")],
+                "post_logout_redirect_uris": [format!("{issuer}/sso/corp/logged-out")],
+                "backchannel_logout_uri": format!("{issuer}/sso/corp/backchannel-logout"),
+                "backchannel_logout_session_required": true
             }],
             "accounts": {
                 "alice": {"email": "alice@corp.example", "name": "Alice", "preferred_username": "alice", "groups": ["g-editors"]},
@@ -182,12 +195,22 @@ domains = ["corp.example"]
         config::OidcClientSettings {
             client_secret: Some(SecretString::from(PIM_SECRET)),
             redirect_uris: vec![format!("{}/callback", pim.url)],
+            post_logout_redirect_uris: vec![format!("{}/logged-out", pim.url)],
+            backchannel_logout_uri: Some(format!("{}/backchannel-logout", pim.url)),
+            ..Default::default()
+        },
+    );
+    // A second application (public: PKCE only), signed in to from the same session.
+    s.oidc.clients.insert(
+        "wiki".into(),
+        config::OidcClientSettings {
+            redirect_uris: vec![format!("{}/callback", pim.url)],
             ..Default::default()
         },
     );
     tune(&mut s);
     let v = config::validate(s).unwrap();
-    let app = TestApp::start_on_listener(db, v, Arc::new(SystemClock), listener).await;
+    let app = TestApp::start_on_listener(db, v, clock, listener).await;
     drop(idp_config);
     World {
         app,
@@ -199,12 +222,12 @@ domains = ["corp.example"]
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap(),
-        _kek: kek,
+        kek,
     }
 }
 
 /// 32 random bytes as hex: a key-encryption key.
-fn hex_key() -> String {
+pub(crate) fn hex_key() -> String {
     format!(
         "{}{}",
         uuid::Uuid::new_v4().simple(),
@@ -220,21 +243,21 @@ async fn get_json(client: &reqwest::Client, url: &str) -> (StatusCode, Value) {
 
 /// Where a walk of the browser ended.
 #[derive(Debug)]
-struct Landing {
-    status: StatusCode,
-    url: String,
-    content_type: String,
-    body: String,
+pub(crate) struct Landing {
+    pub(crate) status: StatusCode,
+    pub(crate) url: String,
+    pub(crate) content_type: String,
+    pub(crate) body: String,
 }
 
 impl Landing {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|_| panic!("not JSON at {}: {}", self.url, self.body))
     }
 
     /// A person-readable failure page with a correlation id.
-    fn assert_page(&self, status: StatusCode, says: &str) {
+    pub(crate) fn assert_page(&self, status: StatusCode, says: &str) {
         assert_eq!(self.status, status, "{}: {}", self.url, self.body);
         assert!(
             self.content_type.starts_with("text/html"),
@@ -254,7 +277,12 @@ impl World {
     /// Follows redirects from `url` as a browser, signing in at the IdP as `account`
     /// (login and consent forms), until a page that is not a redirect, or until the next
     /// URL starts with `stop_before` (then that URL is the landing, not requested).
-    async fn walk(&self, url: &str, account: &str, stop_before: Option<&str>) -> Landing {
+    pub(crate) async fn walk(
+        &self,
+        url: &str,
+        account: &str,
+        stop_before: Option<&str>,
+    ) -> Landing {
         let mut url = url.to_owned();
         for _ in 0..30 {
             if stop_before.is_some_and(|p| url.starts_with(p)) {
@@ -277,6 +305,25 @@ impl World {
                     vec![("prompt", "consent")]
                 };
                 self.browser.post(&url).form(&form).send().await.unwrap()
+            } else if resp.status() == StatusCode::OK && url.starts_with(&self.idp.url) {
+                // The IdP's "sign out?" confirmation: answer yes.
+                let body = resp.text().await.unwrap();
+                let Some(action) = html_attr(&body, "action=\"") else {
+                    return Landing {
+                        status: StatusCode::OK,
+                        url,
+                        content_type: "text/html".into(),
+                        body,
+                    };
+                };
+                let xsrf = html_attr(&body, "name=\"xsrf\" value=\"").unwrap_or_default();
+                let target = reqwest::Url::parse(&url).unwrap().join(&action).unwrap();
+                self.browser
+                    .post(target.as_str())
+                    .form(&[("xsrf", xsrf.as_str()), ("logout", "yes")])
+                    .send()
+                    .await
+                    .unwrap()
             } else {
                 resp
             };
@@ -307,13 +354,13 @@ impl World {
 
     /// The PIM stand-in's whole login (discovery, code flow with PKCE, ID token checked
     /// against pimgate's JWKS, userinfo, a refresh).
-    async fn pim_login(&self, account: &str) -> Landing {
+    pub(crate) async fn pim_login(&self, account: &str) -> Landing {
         self.walk(&format!("{}/login", self.pim.url), account, None)
             .await
     }
 
     /// pimgate's authorization URL for the PIM client with our own PKCE pair and state.
-    fn authorize_url(&self, verifier: &str, extra: &[(&str, &str)]) -> String {
+    pub(crate) fn authorize_url(&self, verifier: &str, extra: &[(&str, &str)]) -> String {
         let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(<sha2::Sha256 as sha2::Digest>::digest(verifier.as_bytes()));
         let mut q = vec![
@@ -336,7 +383,7 @@ impl World {
     }
 
     /// Signs `account` in with our own client side and returns pimgate's code for the PIM.
-    async fn code(&self, account: &str, verifier: &str) -> String {
+    pub(crate) async fn code(&self, account: &str, verifier: &str) -> String {
         let landing = self
             .walk(
                 &self.authorize_url(verifier, &[]),
@@ -353,14 +400,14 @@ impl World {
     }
 
     /// The URL the IdP sends the browser back to pimgate with (not yet requested).
-    async fn idp_callback(&self, account: &str) -> String {
+    pub(crate) async fn idp_callback(&self, account: &str) -> String {
         let url = self.authorize_url(&verifier(), &[]);
         self.walk(&url, account, Some(&format!("{}/sso/", self.issuer)))
             .await
             .url
     }
 
-    async fn redeem(&self, code: &str, verifier: Option<&str>) -> (StatusCode, Value) {
+    pub(crate) async fn redeem(&self, code: &str, verifier: Option<&str>) -> (StatusCode, Value) {
         let redirect = format!("{}/callback", self.pim.url);
         let mut form = vec![
             ("grant_type", "authorization_code"),
@@ -382,7 +429,7 @@ impl World {
         (r.status(), r.json().await.unwrap())
     }
 
-    async fn refresh(&self, token: &str) -> (StatusCode, Value) {
+    pub(crate) async fn refresh(&self, token: &str) -> (StatusCode, Value) {
         let r = self
             .app
             .client
@@ -399,7 +446,7 @@ impl World {
         (r.status(), r.json().await.unwrap())
     }
 
-    async fn userinfo(&self, access_token: &str) -> (StatusCode, Value) {
+    pub(crate) async fn userinfo(&self, access_token: &str) -> (StatusCode, Value) {
         let r = self
             .app
             .client
@@ -411,7 +458,7 @@ impl World {
         (r.status(), r.json().await.unwrap_or(Value::Null))
     }
 
-    async fn tamper(&self, mode: &str) {
+    pub(crate) async fn tamper(&self, mode: &str) {
         let r = reqwest::Client::new()
             .post(format!("{}/__test/tamper", self.idp.url))
             .json(&json!({ "mode": mode }))
@@ -422,7 +469,7 @@ impl World {
     }
 
     /// Activates or deactivates a user over SCIM, as Entra and Okta do.
-    async fn set_active(&self, user: &str, active: bool) {
+    pub(crate) async fn set_active(&self, user: &str, active: bool) {
         let (s, body) = self
             .app
             .call_as(
@@ -441,7 +488,7 @@ impl World {
 
     /// Provisions a user on `corp` over SCIM (externalId = the IdP's subject), optionally
     /// in the `g-editors` group; its pimgate id.
-    async fn provision(&self, account: &str, editor: bool) -> String {
+    pub(crate) async fn provision(&self, account: &str, editor: bool) -> String {
         let (s, user) = self
             .app
             .call_as(
@@ -481,7 +528,14 @@ impl World {
     }
 }
 
-fn verifier() -> String {
+/// The value after `prefix` up to the next `"` in an HTML page.
+fn html_attr(body: &str, prefix: &str) -> Option<String> {
+    let start = body.find(prefix)? + prefix.len();
+    let len = body[start..].find('"')?;
+    Some(body[start..start + len].replace("&amp;", "&"))
+}
+
+pub(crate) fn verifier() -> String {
     format!(
         "{}{}",
         uuid::Uuid::new_v4().simple(),
@@ -490,7 +544,7 @@ fn verifier() -> String {
 }
 
 /// The claims of a JWT, unverified (the PIM stand-in verified it).
-fn jwt_part(token: &str, i: usize) -> Value {
+pub(crate) fn jwt_part(token: &str, i: usize) -> Value {
     let part = token.split('.').nth(i).unwrap();
     serde_json::from_slice(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -794,7 +848,10 @@ async fn unknown_kid_after_the_idp_rotates_its_keys_is_fetched_and_the_login_suc
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let landing = w.pim_login("alice").await;
+    // A fresh sign-in at the IdP (the pimgate session would otherwise answer at once).
+    let landing = w
+        .walk(&format!("{}/login?prompt=login", w.pim.url), "alice", None)
+        .await;
     assert_eq!(landing.status, StatusCode::OK, "{}", landing.body);
     assert_eq!(
         stats(&w).await,
@@ -1229,7 +1286,11 @@ async fn eddsa_tokens_verify_at_the_stock_client() {
 }
 
 impl World {
-    async fn client_post(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
+    pub(crate) async fn client_post(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
         let r = self
             .app
             .client
@@ -1243,7 +1304,7 @@ impl World {
         (s, r.json().await.unwrap_or(Value::Null))
     }
 
-    async fn introspect(&self, token: &str) -> Value {
+    pub(crate) async fn introspect(&self, token: &str) -> Value {
         let (s, v) = self
             .client_post("/oauth/introspect", &[("token", token)])
             .await;
@@ -1252,7 +1313,7 @@ impl World {
     }
 
     /// Alice signed in: her tokens.
-    async fn signed_in(&self) -> (String, Value) {
+    pub(crate) async fn signed_in(&self) -> (String, Value) {
         let alice = self.provision("alice", true).await;
         let v = verifier();
         let code = self.code("alice", &v).await;

@@ -12,8 +12,8 @@ use crate::directory::model::GrantRow;
 use crate::directory::store::GrantStore;
 
 const COLUMNS: &str = "SELECT id, client_id, connection, user_id, scope, token_groups, \
-                       auth_time, created, expires, refresh_hash, revoked, groups_overage \
-                       FROM oauth_grants";
+                       auth_time, created, expires, refresh_hash, revoked, groups_overage, \
+                       session_id, last_used FROM oauth_grants";
 
 fn grant_from_row(row: &Row) -> Result<GrantRow> {
     let conn: String = row.get(2)?;
@@ -24,6 +24,7 @@ fn grant_from_row(row: &Row) -> Result<GrantRow> {
         .map_err(|_| DirectoryError::corrupt("grant token groups"))?;
     let revoked: Option<String> = row.get(10)?;
     let overage: i64 = row.get(11)?;
+    let last_used: Option<String> = row.get(13)?;
     Ok(GrantRow {
         id: row.get(0)?,
         client_id: row.get(1)?,
@@ -40,6 +41,10 @@ fn grant_from_row(row: &Row) -> Result<GrantRow> {
             .map(|r| Timestamp::parse_rfc3339(&r).ok_or(DirectoryError::corrupt("grant revoked")))
             .transpose()?,
         groups_overage: overage != 0,
+        session_id: row.get(12)?,
+        last_used: last_used
+            .map(|r| Timestamp::parse_rfc3339(&r).ok_or(DirectoryError::corrupt("grant last used")))
+            .transpose()?,
     })
 }
 
@@ -55,7 +60,8 @@ impl GrantStore for SqlStore {
         let mut ins = self.sql();
         ins.push(
             "INSERT INTO oauth_grants (id, client_id, connection, user_id, scope, token_groups, \
-             auth_time, created, expires, refresh_hash, revoked, groups_overage) VALUES ",
+             auth_time, created, expires, refresh_hash, revoked, groups_overage, session_id, \
+             last_used) VALUES ",
         )
         .row([
             Bind::text(g.id.as_str()),
@@ -70,6 +76,8 @@ impl GrantStore for SqlStore {
             Bind::opt(g.refresh_hash.as_deref()),
             Bind::opt(g.revoked.map(Timestamp::to_rfc3339).as_deref()),
             Bind::Int(i64::from(g.groups_overage)),
+            Bind::opt(g.session_id.as_deref()),
+            Bind::opt(g.last_used.map(Timestamp::to_rfc3339).as_deref()),
         ]);
         self.write_one(&ins).await?;
         Ok(())
@@ -109,11 +117,19 @@ impl GrantStore for SqlStore {
         row.as_ref().map(grant_from_row).transpose()
     }
 
-    async fn rotate_refresh(&self, grant_id: &str, old: &str, new: &str) -> Result<bool> {
+    async fn rotate_refresh(
+        &self,
+        grant_id: &str,
+        old: &str,
+        new: &str,
+        at: Timestamp,
+    ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
         let mut up = self.sql();
         up.push("UPDATE oauth_grants SET refresh_hash = ")
             .bind_text(new)
+            .push(", last_used = ")
+            .bind_text(at.to_rfc3339())
             .push(" WHERE id = ")
             .bind_text(grant_id)
             .push(" AND refresh_hash = ")

@@ -26,6 +26,7 @@ mod filter;
 mod grants;
 mod groups;
 mod keys;
+mod sessions;
 mod users;
 
 use std::collections::BTreeSet;
