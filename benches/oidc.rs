@@ -1,5 +1,6 @@
 //! Single sign-on benchmarks: JWT signing, the token endpoint (code and refresh grants),
-//! userinfo and the whole browser login, each beside this machine's floor (raw ES256 signing
+//! userinfo, introspection, deprovisioning a user with 100 sessions, and the whole browser
+//! login, each beside this machine's floor (raw ES256 signing
 //! with `jsonwebtoken`, and the bare aws-lc-rs signature under it; an axum hello-world over the
 //! same HTTP client).
 //!
@@ -36,10 +37,12 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use base64::Engine;
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
-use pimgate::clock::SystemClock;
+use pimgate::clock::{Clock, SystemClock};
 use pimgate::config;
+use pimgate::connections::ConnectionId;
 use pimgate::directory::schema::Catalogue;
 use pimgate::directory::sql::{PoolSettings, SqlStore};
+use pimgate::directory::{GrantRow, GrantStore, SessionRow, SessionStore};
 use pimgate::oauth::keys::{Kek, KeyPolicy, SigningKeys};
 use pimgate::oauth::settings::SigningAlg;
 use pimgate::oauth::tokens::{
@@ -271,7 +274,10 @@ async fn exec(url: &str, sql: String) {
 async fn hello_floor() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello, floor\n" }));
+    // `/backchannel` is the PIM's back-channel logout URI: it accepts every logout token.
+    let app = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "hello, floor\n" }))
+        .route("/backchannel", axum::routing::post(|| async { "" }));
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{addr}")
 }
@@ -344,6 +350,7 @@ domains = ["corp.example"]
         config::OidcClientSettings {
             client_secret: Some(SecretString::from(PIM_SECRET)),
             redirect_uris: vec![redirect.clone()],
+            backchannel_logout_uri: Some(format!("{floor}/backchannel")),
             ..Default::default()
         },
     );
@@ -393,7 +400,7 @@ domains = ["corp.example"]
         cleaned: false,
         _kek_file: kek_file,
     };
-    w.provision("alice").await;
+    let _alice = w.provision("alice").await;
     w
 }
 
@@ -412,8 +419,85 @@ impl World {
         r.json().await.unwrap()
     }
 
-    /// `account` on `corp` (externalId = the IdP's subject), in the group `g-editors`.
-    async fn provision(&self, account: &str) {
+    /// Activates or deactivates a user over SCIM (what a deprovisioning is).
+    async fn set_active(&self, id: &str, active: bool) {
+        let r = self
+            .client
+            .patch(format!("{}/scim/corp/v2/Users/{id}", self.issuer))
+            .bearer_auth(CORP_SCIM_TOKEN)
+            .header("content-type", "application/scim+json")
+            .body(
+                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                    "Operations": [{"op": "replace", "value": {"active": active}}]})
+                .to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let _ = r.bytes().await.unwrap();
+    }
+
+    /// RFC 7662 introspection by the PIM.
+    async fn introspect(&self, token: &str) {
+        let r = self
+            .client
+            .post(format!("{}/oauth/introspect", self.issuer))
+            .basic_auth("pim", Some(PIM_SECRET))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let _ = r.bytes().await.unwrap();
+    }
+
+    /// `n` sessions of `user`, each with a sign-in of the PIM (as `n` browsers would leave
+    /// them), written straight to the store.
+    async fn sessions(&self, store: &SqlStore, user: &str, n: usize) {
+        let now = SystemClock.now();
+        let conn = ConnectionId::parse("corp").unwrap();
+        for _ in 0..n {
+            let session = SessionRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                cookie_hash: hex::encode(random_bytes()),
+                connection: conn.clone(),
+                user_id: user.to_owned(),
+                upstream_sub: "bob".into(),
+                upstream_sid: Some(uuid::Uuid::new_v4().to_string()),
+                upstream_id_token: None,
+                token_groups: Some(vec!["g-editors".into()]),
+                groups_overage: false,
+                auth_time: now,
+                created: now,
+                last_seen: now,
+                expires: now.plus_millis(86_400_000),
+                ended: None,
+                end_reason: None,
+            };
+            SessionStore::insert_session(store, &session).await.unwrap();
+            let grant = GrantRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                client_id: "pim".into(),
+                connection: conn.clone(),
+                user_id: user.to_owned(),
+                scope: "openid offline_access".into(),
+                token_groups: session.token_groups.clone(),
+                auth_time: now,
+                created: now,
+                expires: now.plus_millis(28_800_000),
+                refresh_hash: Some(hex::encode(random_bytes())),
+                revoked: None,
+                groups_overage: false,
+                session_id: Some(session.id.clone()),
+                last_used: Some(now),
+            };
+            GrantStore::insert_grant(store, &grant).await.unwrap();
+        }
+    }
+
+    /// `account` on `corp` (externalId = the IdP's subject), in the group `g-editors`; its id.
+    async fn provision(&self, account: &str) -> String {
         let user = self
             .scim(
                 "/Users",
@@ -430,12 +514,13 @@ impl World {
             "/Groups",
             json!({
                 "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-                "displayName": "Editors",
+                "displayName": format!("Editors {account}"),
                 "externalId": "g-editors",
                 "members": [{"value": id}]
             }),
         )
         .await;
+        id.to_owned()
     }
 
     /// pimgate's authorization URL for the PIM with this PKCE verifier.
@@ -798,6 +883,59 @@ fn benches(c: &mut Criterion) {
     g.bench_function("userinfo", |b| {
         b.to_async(&rt).iter(|| w.userinfo(&t.access_token));
     });
+    g.finish();
+
+    // ------------------------------------------------------------------ sessions
+    // Introspection (the PIM asking whether a token still stands: grant, user and access
+    // looked up each time, never cached) and deprovisioning: a SCIM deactivation of a user
+    // with no sessions, and of a user with 100 sessions (each with a PIM sign-in and a
+    // back-channel logout to deliver, outside the request), made fresh before each timed
+    // PATCH.
+    let mut g = c.benchmark_group("sessions");
+    g.sample_size(30)
+        .measurement_time(Duration::from_secs(5))
+        .warm_up_time(Duration::from_secs(1));
+    let t = rt.block_on(w.tokens());
+    g.bench_function("introspect_access_token", |b| {
+        b.to_async(&rt).iter(|| w.introspect(&t.access_token));
+    });
+    g.bench_function("introspect_refresh_token", |b| {
+        b.to_async(&rt).iter(|| w.introspect(&t.refresh_token));
+    });
+    let (store, bob, carol) = rt.block_on(async {
+        let store = SqlStore::open(
+            &w.db_url,
+            &PoolSettings::default(),
+            Arc::new(Catalogue::load().unwrap()),
+        )
+        .await
+        .unwrap();
+        (store, w.provision("bob").await, w.provision("carol").await)
+    });
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .measurement_time(Duration::from_secs(15));
+    for (name, user, sessions) in [
+        ("deprovision_user_0_sessions", &carol, 0),
+        ("deprovision_user_100_sessions", &bob, 100),
+    ] {
+        g.bench_function(name, |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let (w, store) = (&w, &store);
+                async move {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        w.set_active(user, true).await;
+                        w.sessions(store, user, sessions).await;
+                        let start = Instant::now();
+                        w.set_active(user, false).await;
+                        total += start.elapsed();
+                    }
+                    total
+                }
+            });
+        });
+    }
     g.finish();
 
     // ------------------------------------------------------------------ login_round_trip

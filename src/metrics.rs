@@ -107,6 +107,9 @@ struct Inner {
     sessions_ended: Family<Reason, Counter>,
     backchannel: Family<DeliveryLabels, Counter>,
     pool_probe: std::sync::RwLock<Option<PoolProbe>>,
+    /// The configured connections: any other name is counted as `unknown`, so requests for
+    /// made-up connections cannot grow the label set.
+    connections: std::sync::RwLock<std::collections::BTreeSet<String>>,
 }
 
 /// The metrics (a cheap handle).
@@ -212,6 +215,7 @@ impl Metrics {
                 sessions_ended,
                 backchannel,
                 pool_probe: std::sync::RwLock::new(None),
+                connections: std::sync::RwLock::new(Default::default()),
             }),
         }
     }
@@ -220,6 +224,13 @@ impl Metrics {
     pub fn set_pool_probe(&self, probe: PoolProbe) {
         if let Ok(mut p) = self.inner.pool_probe.write() {
             *p = Some(probe);
+        }
+    }
+
+    /// The configured connection names (labels of SCIM operations).
+    pub fn set_connections(&self, names: impl IntoIterator<Item = String>) {
+        if let Ok(mut c) = self.inner.connections.write() {
+            *c = names.into_iter().collect();
         }
     }
 
@@ -247,10 +258,15 @@ impl Metrics {
             400..=499 => "client_error",
             _ => "ok",
         };
+        let known = self
+            .inner
+            .connections
+            .read()
+            .is_ok_and(|c| c.contains(connection));
         self.inner
             .scim_operations
             .get_or_create(&ScimOp {
-                connection: connection.to_owned(),
+                connection: if known { connection } else { "unknown" }.to_owned(),
                 resource: resource.to_owned(),
                 operation: operation.to_owned(),
                 outcome: outcome.to_owned(),

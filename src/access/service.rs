@@ -74,6 +74,8 @@ struct Inner {
     cache: Arc<dyn ClaimsCache>,
     model: RwLock<Arc<AccessModel>>,
     registry: Arc<Registry>,
+    /// Where cache hits and misses are counted (none for offline tools).
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl AccessService {
@@ -89,7 +91,23 @@ impl AccessService {
                 cache,
                 model: RwLock::new(model),
                 registry,
+                metrics: None,
             }),
+        }
+    }
+
+    /// Counts claims cache hits and misses in `metrics` (before the service is shared).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.metrics = Some(metrics);
+        }
+        self
+    }
+
+    fn count_cache(&self, hit: bool) {
+        if let Some(m) = &self.inner.metrics {
+            m.claims_cache(hit);
         }
     }
 
@@ -201,6 +219,7 @@ impl AccessService {
         let epoch = match self.inner.cache.get(&key).await {
             Lookup::Hit(raw) => match StoredClaims::from_cache(raw) {
                 Some(stored) => {
+                    self.count_cache(true);
                     return Ok(Some(ClaimsRead {
                         stored,
                         explain,
@@ -214,6 +233,7 @@ impl AccessService {
             },
             Lookup::Miss(epoch) => Some(epoch),
         };
+        self.count_cache(false);
         let Some(facts) = self.facts(conn, user_id).await? else {
             return Ok(None);
         };

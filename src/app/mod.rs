@@ -92,6 +92,8 @@ async fn open(config: &Validated, catalogue: Arc<Catalogue>) -> Result<SqlStore,
 pub struct App {
     state: AppState,
     sso_enabled: bool,
+    /// `server.metrics_listen`, bound: `/metrics` is served there alone.
+    metrics_listener: Option<TcpListener>,
     stores: Stores,
     audit_retention: Duration,
     clock: Arc<dyn Clock>,
@@ -125,6 +127,12 @@ impl App {
             ),
             None => None,
         };
+        let metrics = Metrics::new();
+        metrics.set_connections(config.connections.ids().map(ToString::to_string));
+        {
+            let probe = store.clone();
+            metrics.set_pool_probe(Arc::new(move || probe.pool_usage()));
+        }
         let registry = Arc::new(config.connections.clone());
         let flow = crate::ephemeral::ephemeral(redis.clone(), clock.clone());
         let access = AccessService::new(
@@ -132,7 +140,8 @@ impl App {
             claims_cache(redis),
             config.access.clone(),
             registry.clone(),
-        );
+        )
+        .with_metrics(metrics.clone());
         tracing::info!(
             backend = ?stores.health.backend(),
             cache = access.cache_kind(),
@@ -140,7 +149,6 @@ impl App {
             sign_in_state = flow.kind(),
             "pimgate built"
         );
-        let metrics = Metrics::new();
         let keys = signing_keys(&config, &stores, clock.clone())?;
         let sessions = build_sessions(&config, &stores, &keys, flow.clone(), &metrics, &clock);
         // Claims are invalidated, and a deprovisioned user's sessions ended, by every
@@ -161,6 +169,7 @@ impl App {
                 flow,
                 keys,
                 sessions,
+                metrics: metrics.clone(),
                 clock: clock.clone(),
             },
         )
@@ -211,6 +220,17 @@ impl App {
         };
         Ok(App {
             sso_enabled: config.sso.enabled(),
+            metrics_listener: match config.metrics_listen {
+                Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                    RunError::Serve(std::io::Error::new(
+                        e.kind(),
+                        format!(
+                            "cannot listen on {addr} (server.metrics_listen / PIMGATE_METRICS_LISTEN): {e}"
+                        ),
+                    ))
+                })?),
+                None => None,
+            },
             audit_retention: config.sso.provider.audit_retention,
             stores: stores.clone(),
             clock: clock.clone(),
@@ -250,9 +270,29 @@ impl App {
                 source.clone(),
             )));
         }
-        let app = router(self.state.clone(), self.guard);
+        let app = router(
+            self.state.clone(),
+            self.guard,
+            self.metrics_listener.is_none(),
+        );
+        let metrics_addr = self
+            .metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok());
+        if let Some(listener) = self.metrics_listener {
+            if let Some(addr) = metrics_addr {
+                tracing::info!(%addr, "metrics served on their own address");
+            }
+            let metrics = crate::metrics::router().with_state(self.state.metrics.clone());
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, metrics).await {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            }));
+        }
         let server = tokio::spawn(serve::serve(listener, app, self.connections, shutdown));
         Running {
+            metrics_addr,
             state: self.state,
             store: self.store,
             source: self.source,
@@ -271,6 +311,7 @@ struct OidcParts<'a> {
     flow: Arc<dyn crate::ephemeral::Ephemeral>,
     keys: crate::oauth::keys::SigningKeys,
     sessions: crate::oauth::sessions::Sessions,
+    metrics: Metrics,
     clock: Arc<dyn Clock>,
 }
 
@@ -321,6 +362,7 @@ async fn build_oidc(
         flow,
         keys,
         sessions,
+        metrics,
         clock,
     } = parts;
     if sso.enabled() {
@@ -333,7 +375,8 @@ async fn build_oidc(
         crate::oauth::service::ProviderParts {
             issuer: sso.enabled().then(|| sso.issuer.clone()).flatten(),
             provider: p.clone(),
-            sso: crate::sso::SsoService::new(&sso.upstream, clock.clone()),
+            sso: crate::sso::SsoService::new(&sso.upstream, clock.clone(), metrics.clone()),
+            metrics,
             access: access.clone(),
             directory: directory.clone(),
             grants,
@@ -439,6 +482,8 @@ fn connection_cap(configured: usize) -> usize {
 
 /// A serving pimgate.
 pub struct Running {
+    /// Where `/metrics` is served when `server.metrics_listen` is set.
+    metrics_addr: Option<std::net::SocketAddr>,
     state: AppState,
     store: SqlStore,
     source: Option<ConfigSource>,
@@ -449,6 +494,11 @@ pub struct Running {
 impl Running {
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The bound `server.metrics_listen` address, if set.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_addr
     }
 
     /// The store, for operators' tools and tests that take it away.

@@ -15,21 +15,27 @@ use super::AppState;
 use super::guard::{Guard, guard, refusal};
 use crate::scim::error::ScimError;
 
-/// Every route, with its middleware.
-pub fn router(state: AppState, g: Guard) -> Router {
+/// Every route, with its middleware. `with_metrics`: `/metrics` is served here (no
+/// `server.metrics_listen`).
+pub fn router(state: AppState, g: Guard, with_metrics: bool) -> Router {
     let x_request_id = axum::http::HeaderName::from_static("x-request-id");
-    Router::new()
+    let mut routes = Router::new()
         .merge(crate::ops::router())
         .merge(crate::scim::router())
         .merge(crate::access::routes::router())
-        .merge(crate::metrics::router())
-        .merge(crate::oauth::routes::router())
+        .merge(crate::oauth::routes::router());
+    if with_metrics {
+        routes = routes.merge(crate::metrics::router());
+    }
+    let metrics = state.metrics.clone();
+    routes
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(DefaultBodyLimit::disable())
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn_with_state(g, guard))
+        .layer(axum::middleware::from_fn_with_state(metrics, observe))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(
             TraceLayer::new_for_http()
@@ -54,6 +60,70 @@ pub fn router(state: AppState, g: Guard) -> Router {
                 .on_failure(()),
         )
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+}
+
+/// Counts every answered request by matched route (never the raw path, which would let a
+/// client grow the label set), and SCIM operations by connection, resource and operation.
+async fn observe(
+    axum::extract::State(m): axum::extract::State<crate::metrics::Metrics>,
+    req: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let method = req.method().clone();
+    let scim = scim_operation(&route, &method, req.uri().path());
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    m.http_request(
+        &route,
+        method.as_str(),
+        status,
+        started.elapsed().as_secs_f64(),
+    );
+    if let Some((connection, resource, operation)) = scim {
+        m.scim_operation(&connection, resource, operation, status);
+    }
+    resp
+}
+
+/// `(connection, resource, operation)` of a SCIM request: the route is
+/// `/scim/{connection}/v2/{Resource}[/{id}]` (or `/.search`); the connection is a configured
+/// name (the guard refuses the rest), so it is a bounded label.
+fn scim_operation(
+    route: &str,
+    method: &axum::http::Method,
+    path: &str,
+) -> Option<(String, &'static str, &'static str)> {
+    use axum::http::Method;
+    let rest = route.strip_prefix("/scim/{connection}/v2/")?;
+    let connection = path.strip_prefix("/scim/")?.split('/').next()?.to_owned();
+    let (resource, with_id) = match rest.split_once('/') {
+        Some((r, _)) => (r, true),
+        None => (rest, false),
+    };
+    let resource = match resource {
+        "Users" => "Users",
+        "Groups" => "Groups",
+        ".search" => "search",
+        "Bulk" => "Bulk",
+        _ => "other",
+    };
+    let operation = match (method, with_id) {
+        (&Method::POST, _) if rest.ends_with(".search") => "search",
+        (&Method::POST, false) => "create",
+        (&Method::GET, false) => "list",
+        (&Method::GET, true) => "read",
+        (&Method::PUT, _) => "replace",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, _) => "delete",
+        _ => "other",
+    };
+    Some((connection, resource, operation))
 }
 
 /// 404: a SCIM error body under `/scim`, a small JSON body elsewhere.

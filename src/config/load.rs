@@ -72,6 +72,7 @@ impl EnvLayer {
         };
         for (var, path) in [
             ("PIMGATE_LISTEN", &["server", "listen"][..]),
+            ("PIMGATE_METRICS_LISTEN", &["server", "metrics_listen"]),
             ("PIMGATE_PUBLIC_URL", &["server", "public_url"]),
             ("PIMGATE_DATABASE_URL", &["database", "url"]),
             ("PIMGATE_DATABASE_URL_FILE", &["database", "url_file"]),
@@ -472,10 +473,29 @@ pub fn validate(s: Settings) -> Result<Validated, ConfigError> {
             .filter_map(|(name, c)| Some((name.as_str(), c.sso.as_ref()?))),
         &s.oidc,
     )?;
+    let metrics_listen = match &s.server.metrics_listen {
+        None => None,
+        Some(raw) => {
+            let addr: SocketAddr = raw.parse().map_err(|_| {
+                invalid(
+                    "server.metrics_listen",
+                    format!("{raw:?} is not an address such as 0.0.0.0:9090"),
+                )
+            })?;
+            if addr == listen && addr.port() != 0 {
+                return Err(invalid(
+                    "server.metrics_listen",
+                    "must differ from server.listen (unset it to serve /metrics there)",
+                ));
+            }
+            Some(addr)
+        }
+    };
     Ok(Validated {
         sso,
         allowed_hosts: allowed_hosts(&s, listen),
         listen,
+        metrics_listen,
         public_url,
         database_url,
         settings: s,

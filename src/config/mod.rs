@@ -56,6 +56,9 @@ pub struct Settings {
 pub struct ServerSettings {
     /// Address to listen on (`PIMGATE_LISTEN`).
     pub listen: String,
+    /// Serve `GET /metrics` on this address only (`PIMGATE_METRICS_LISTEN`), so an ingress
+    /// in front of `listen` need not expose it. Unset: on `listen`.
+    pub metrics_listen: Option<String>,
     /// The externally visible base URL (`https://pimgate.example.com`), used in `Location`
     /// headers and `meta.location`. Unset: taken from each request's `Host` header.
     pub public_url: Option<String>,
@@ -89,6 +92,7 @@ impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            metrics_listen: None,
             public_url: None,
             max_body_bytes: 1024 * 1024,
             request_timeout_seconds: 30,
@@ -314,6 +318,8 @@ pub struct ConfigSource {
 #[derive(Debug, Clone)]
 pub struct Validated {
     pub listen: SocketAddr,
+    /// `server.metrics_listen`: `/metrics` is served there (and not on `listen`).
+    pub metrics_listen: Option<SocketAddr>,
     pub public_url: Option<String>,
     pub database_url: SecretString,
     pub settings: Settings,

@@ -206,6 +206,7 @@ struct Inner {
     keys: SigningKeys,
     flow: Arc<dyn Ephemeral>,
     sessions: Sessions,
+    metrics: crate::metrics::Metrics,
     clock: Arc<dyn Clock>,
 }
 
@@ -228,6 +229,7 @@ pub struct ProviderParts {
     pub keys: SigningKeys,
     pub flow: Arc<dyn Ephemeral>,
     pub sessions: Sessions,
+    pub metrics: crate::metrics::Metrics,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -290,6 +292,7 @@ impl OidcProvider {
                 keys: p.keys,
                 flow: p.flow,
                 sessions: p.sessions,
+                metrics: p.metrics,
                 clock: p.clock,
             }),
         }
@@ -1210,6 +1213,9 @@ impl OidcProvider {
         let mut resp = self
             .mint(client, &grant, &claims, req.nonce.clone())
             .await?;
+        if refresh.is_some() {
+            self.inner.metrics.token_issued(&client.id, "refresh_token");
+        }
         resp.refresh_token = refresh;
         Ok(resp)
     }
@@ -1313,6 +1319,7 @@ impl OidcProvider {
             self.inner.sessions.seen(sid).await;
         }
         let mut resp = self.mint(client, &grant, &claims, None).await?;
+        self.inner.metrics.token_issued(&client.id, "refresh_token");
         resp.refresh_token = Some(next);
         self.audit().record(
             "refresh",
@@ -1515,6 +1522,8 @@ impl OidcProvider {
         };
         let access_token = sign(&self.inner.keys, ACCESS_TOKEN_TYP, &at).await?;
         let id_token = sign(&self.inner.keys, "JWT", &idt).await?;
+        self.inner.metrics.token_issued(&client.id, "access_token");
+        self.inner.metrics.token_issued(&client.id, "id_token");
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer",

@@ -45,7 +45,11 @@ pub struct SsoService {
 }
 
 impl SsoService {
-    pub fn new(upstream: &BTreeMap<ConnectionId, Arc<Upstream>>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        upstream: &BTreeMap<ConnectionId, Arc<Upstream>>,
+        clock: Arc<dyn Clock>,
+        metrics: crate::metrics::Metrics,
+    ) -> Self {
         crate::tls::install_crypto_provider();
         // Redirects are not followed (an IdP's documents are where discovery says), and
         // every call is bounded in time.
@@ -61,7 +65,12 @@ impl SsoService {
             .map(|(id, s)| {
                 (
                     id.clone(),
-                    Arc::new(UpstreamIdp::new(s.clone(), http.clone(), clock.clone())),
+                    Arc::new(UpstreamIdp::new(
+                        s.clone(),
+                        http.clone(),
+                        clock.clone(),
+                        metrics.clone(),
+                    )),
                 )
             })
             .collect();

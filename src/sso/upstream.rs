@@ -103,6 +103,7 @@ pub struct UpstreamIdp {
     pub settings: Arc<Upstream>,
     http: reqwest::Client,
     clock: Arc<dyn Clock>,
+    metrics: crate::metrics::Metrics,
     discovered: Mutex<Option<Arc<Discovered>>>,
     /// When discovery last failed: for [`DISCOVERY_RETRY_MS`] after, sign-ins fail at once
     /// instead of queueing for the IdP.
@@ -187,15 +188,38 @@ fn random_token() -> String {
 }
 
 impl UpstreamIdp {
-    pub fn new(settings: Arc<Upstream>, http: reqwest::Client, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        settings: Arc<Upstream>,
+        http: reqwest::Client,
+        clock: Arc<dyn Clock>,
+        metrics: crate::metrics::Metrics,
+    ) -> Self {
         Self {
             settings,
             http,
             clock,
+            metrics,
             discovered: Mutex::new(None),
             failed_at: std::sync::Mutex::new(None),
             jwks_fetch: Mutex::new(()),
         }
+    }
+
+    /// Runs one call to the IdP, timing it for the metrics under `endpoint`.
+    async fn timed<T, E>(
+        &self,
+        endpoint: &'static str,
+        call: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let started = std::time::Instant::now();
+        let out = call.await;
+        self.metrics.upstream_call(
+            self.settings.connection.as_str(),
+            endpoint,
+            started.elapsed().as_secs_f64(),
+            out.is_ok(),
+        );
+        out
     }
 
     /// The discovery document and JWKS, read when missing or older than an hour. One
@@ -230,7 +254,8 @@ impl UpstreamIdp {
             return Ok(d.clone());
         }
         let url = format!("{}/.well-known/openid-configuration", self.settings.issuer);
-        let document: Value = fetch_json(&self.http, &url)
+        let document: Value = self
+            .timed("discovery", fetch_json(&self.http, &url))
             .await
             .map_err(SsoError::Discovery)?;
         let end_session_endpoint = document
@@ -254,7 +279,8 @@ impl UpstreamIdp {
                 self.settings.issuer
             )));
         }
-        let jwks: CoreJsonWebKeySet = fetch_json(&self.http, metadata.jwks_uri().as_str())
+        let jwks: CoreJsonWebKeySet = self
+            .timed("jwks", fetch_json(&self.http, metadata.jwks_uri().as_str()))
             .await
             .map_err(SsoError::Discovery)?;
         let d = Arc::new(Discovered {
@@ -283,7 +309,11 @@ impl UpstreamIdp {
             tokio::time::sleep(std::time::Duration::from_millis(JWKS_REFETCH_MS - since)).await;
         }
         let now = self.clock.now();
-        let jwks: CoreJsonWebKeySet = fetch_json(&self.http, current.metadata.jwks_uri().as_str())
+        let jwks: CoreJsonWebKeySet = self
+            .timed(
+                "jwks",
+                fetch_json(&self.http, current.metadata.jwks_uri().as_str()),
+            )
             .await
             .map_err(SsoError::Discovery)?;
         tracing::info!(connection = %self.settings.connection, "re-fetched the IdP's keys after an unknown key id");
@@ -375,11 +405,15 @@ impl UpstreamIdp {
     ) -> Result<VerifiedIdentity, SsoError> {
         let d = self.discovered().await?;
         let client = self.client(&d)?;
-        let response = client
+        let exchange = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| SsoError::Discovery(e.to_string()))?
-            .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()))
-            .request_async(&|req| bounded_call(self.http.clone(), req))
+            .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()));
+        let response = self
+            .timed(
+                "token",
+                exchange.request_async(&|req| bounded_call(self.http.clone(), req)),
+            )
             .await
             .map_err(|e| SsoError::Exchange(describe_token_error(&e)))?;
         let id_token = response

@@ -13,6 +13,7 @@ mod helpers;
 mod access;
 mod cli;
 mod contracts;
+mod deploy;
 mod errors;
 mod hostile;
 mod idp;

@@ -370,7 +370,7 @@ async fn forged_replayed_or_misaddressed_logout_tokens_are_refused() {
 
 /// The pimgate.toml of a second replica of `w`: same connection, clients, access model,
 /// key-encryption key and Redis prefix (the database comes from the environment).
-fn replica_config(w: &World, prefix: &str) -> tempfile::NamedTempFile {
+pub(crate) fn replica_config(w: &World, prefix: &str) -> tempfile::NamedTempFile {
     let f = tempfile::NamedTempFile::new().unwrap();
     let idp = &w.idp.url;
     let pim = &w.pim.url;

@@ -146,6 +146,16 @@ impl Pool {
         })
     }
 
+    /// (idle, in use, maximum) connections now.
+    pub fn usage(&self) -> (u64, u64, u64) {
+        let (size, idle, max) = match self {
+            Pool::Sqlite(p) => (p.size(), p.num_idle(), p.options().get_max_connections()),
+            Pool::Postgres(p) => (p.size(), p.num_idle(), p.options().get_max_connections()),
+        };
+        let idle = idle as u64;
+        (idle, u64::from(size).saturating_sub(idle), u64::from(max))
+    }
+
     /// A connection for reads.
     pub async fn acquire(&self) -> Result<Pooled, sqlx::Error> {
         Ok(match self {
@@ -183,14 +193,24 @@ impl Pool {
     }
 
     /// Applies `migrator` (sqlx takes a database lock, so concurrent callers apply each
-    /// migration once).
+    /// migration once). Migrations a newer build applied are left alone: migrations only
+    /// expand the schema (a later release contracts it), so during a rolling upgrade or a
+    /// rollback an older build keeps running beside a newer one.
     pub async fn migrate(
         &self,
         migrator: &sqlx::migrate::Migrator,
     ) -> Result<(), sqlx::migrate::MigrateError> {
+        let tolerant = sqlx::migrate::Migrator {
+            migrations: migrator.migrations.clone(),
+            ignore_missing: true,
+            locking: migrator.locking,
+            no_tx: migrator.no_tx,
+            table_name: migrator.table_name.clone(),
+            create_schemas: migrator.create_schemas.clone(),
+        };
         match self {
-            Pool::Sqlite(p) => migrator.run(p).await,
-            Pool::Postgres(p) => migrator.run(p).await,
+            Pool::Sqlite(p) => tolerant.run(p).await,
+            Pool::Postgres(p) => tolerant.run(p).await,
         }
     }
 }

@@ -76,10 +76,6 @@ pub enum OpenError {
         "the database schema is behind this pimgate ({applied} of {known} migrations applied): run `pimgate migrate` (or start `pimgate serve`, which migrates)"
     )]
     Behind { applied: usize, known: usize },
-    #[error(
-        "the database schema is newer than this pimgate (migration {0} is unknown to it): use the pimgate version that migrated it"
-    )]
-    Ahead(i64),
 }
 
 /// The store over a SQLite file or a PostgreSQL database.
@@ -185,7 +181,8 @@ impl SqlStore {
         Ok(())
     }
 
-    /// Checks that every migration this build knows has been applied, and no other.
+    /// Checks that every migration this build knows has been applied (a newer build's
+    /// migrations beside them are fine: migrations only add).
     pub async fn check_schema(&self) -> Result<(), OpenError> {
         let known: BTreeSet<i64> = self.migrator().iter().map(|m| m.version).collect();
         let mut c = self.pool.acquire().await.map_err(OpenError::Check)?;
@@ -211,15 +208,26 @@ impl SqlStore {
             BTreeSet::new()
         };
         if let Some(unknown) = applied.difference(&known).next() {
-            return Err(OpenError::Ahead(*unknown));
+            // A newer build migrated: migrations only expand the schema, so this one still
+            // works on it (a rolling upgrade, a rollback).
+            tracing::warn!(
+                migration = unknown,
+                "the database schema is newer than this pimgate; running on it (migrations only add)"
+            );
         }
-        if applied.len() < known.len() {
+        let missing = known.difference(&applied).count();
+        if missing > 0 {
             return Err(OpenError::Behind {
-                applied: applied.len(),
+                applied: known.len() - missing,
                 known: known.len(),
             });
         }
         Ok(())
+    }
+
+    /// The connection pool's (idle, in use, maximum), for the metrics.
+    pub fn pool_usage(&self) -> (u64, u64, u64) {
+        self.pool.usage()
     }
 
     /// Closes the pool, waiting for connections in use.
