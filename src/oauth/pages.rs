@@ -100,3 +100,25 @@ pub fn signed_out() -> Response {
         "<h1>You are signed out</h1><p>Your session has ended in every application you signed in to through your organisation. You can close this window.</p>",
     )
 }
+
+/// "Sign out?": a logout request without `id_token_hint`, confirmed by a POST from this page.
+pub fn confirm_logout(params: &[(String, String)]) -> Response {
+    let hidden: String = params
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                escape(k),
+                escape(v)
+            )
+        })
+        .collect();
+    page(
+        StatusCode::OK,
+        "Sign out?",
+        &format!(
+            "<h1>Sign out?</h1><p>You will be signed out of every application you signed in to through your organisation in this browser.</p>\
+             <form method=\"post\" action=\"/oauth/logout\">{hidden}<input type=\"hidden\" name=\"confirm\" value=\"yes\"><button type=\"submit\">Sign out</button></form>"
+        ),
+    )
+}

@@ -148,6 +148,7 @@ fn logout_answer(outcome: LogoutOutcome) -> Response {
             }
             resp
         }
+        LogoutOutcome::Confirm(params) => super::pages::confirm_logout(&params),
         LogoutOutcome::Page(p) => p.into_response(),
     }
 }
@@ -160,7 +161,8 @@ async fn logout(
     RawForm(form): RawForm,
 ) -> Response {
     let params = params(&method, uri.query().unwrap_or_default(), &form);
-    logout_answer(op.end_session(&params, &cookies(&headers)).await)
+    let confirmed = method == Method::POST && params.get("confirm").is_some_and(|c| c == "yes");
+    logout_answer(op.end_session(&params, &cookies(&headers), confirmed).await)
 }
 
 async fn logged_out(

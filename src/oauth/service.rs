@@ -165,6 +165,10 @@ pub enum LogoutOutcome {
     SignedOut {
         clear_cookie: String,
     },
+    /// "Sign out?": a logout without `id_token_hint` ends the browser's session only when
+    /// the person confirms (a POST, which a cross-site page cannot make with the
+    /// SameSite=Lax session cookie). The parameters go back in the form.
+    Confirm(Vec<(String, String)>),
     Page(FailurePage),
 }
 
@@ -497,13 +501,20 @@ impl OidcProvider {
         };
         // A live pimgate session for one of the client's connections signs the person in
         // at once (unless the client asks for a fresh login).
+        // `max_age` (OIDC Core §3.1.2.1): a session signed in longer ago than that is not
+        // used; the IdP is asked to authenticate the person again.
+        let max_age_ms = p("max_age")
+            .and_then(|m| m.parse::<u64>().ok())
+            .map(|s| s.saturating_mul(1000));
         if upstream_prompt != Some("login")
             && let Some(value) = cookies.get(SESSION_COOKIE)
         {
+            let now = self.inner.clock.now();
             match self.inner.sessions.live(value).await {
                 Ok(Some(session))
                     if client.connections.contains(&session.connection)
-                        && p("connection").is_none_or(|c| c == session.connection.as_str()) =>
+                        && p("connection").is_none_or(|c| c == session.connection.as_str())
+                        && max_age_ms.is_none_or(|m| now.millis_since(session.auth_time) <= m) =>
                 {
                     return match self.code_from_session(&request, &session).await {
                         Ok(location) => AuthorizeOutcome::FromSession(location),
@@ -1545,6 +1556,7 @@ impl OidcProvider {
         &self,
         params: &BTreeMap<String, String>,
         cookies: &BTreeMap<String, String>,
+        confirmed: bool,
     ) -> LogoutOutcome {
         let Some(iss) = self.issuer() else {
             return LogoutOutcome::Page(page(
@@ -1651,6 +1663,17 @@ impl OidcProvider {
             },
             None => None,
         };
+        if hint.is_none() && browser.is_some() && !confirmed {
+            return LogoutOutcome::Confirm(
+                params
+                    .iter()
+                    .filter(|(k, _)| {
+                        ["client_id", "post_logout_redirect_uri", "state"].contains(&k.as_str())
+                    })
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            );
+        }
         let mut ending: Vec<SessionRow> = session.into_iter().collect();
         if let Some(b) = browser {
             let same_person = ending

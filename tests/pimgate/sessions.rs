@@ -575,3 +575,51 @@ async fn the_audit_trail_answers_for_a_user() {
     assert!(text.contains("deprovisioned: deactivated"), "{text}");
     w.app.stop().await;
 }
+
+#[tokio::test]
+async fn a_logout_without_a_hint_asks_first_and_max_age_sends_the_person_to_the_idp() {
+    let w = start(Db::Sqlite, |_| {}).await;
+    let (_, tokens) = w.signed_in().await;
+    let rt = tokens["refresh_token"].as_str().unwrap().to_owned();
+
+    // max_age=0: the session is too old for this request; the IdP authenticates again.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let url = w.authorize_url(&verifier(), &[("client_id", "wiki"), ("max_age", "0")]);
+    let hop = first_hop(&w, &url).await;
+    assert!(hop.starts_with(&w.idp.url), "max_age=0: {hop}");
+
+    // A bare link to /oauth/logout (which any page could send the browser to) only asks.
+    let r = w
+        .browser
+        .get(format!("{}/oauth/logout", w.issuer))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("Sign out?") && page.contains("method=\"post\""),
+        "{page}"
+    );
+    assert_eq!(w.introspect(&rt).await["active"], true, "nothing ended yet");
+
+    // Confirmed (a same-site POST): the session ends, then on to the IdP's own logout.
+    let r = w
+        .browser
+        .post(format!("{}/oauth/logout", w.issuer))
+        .form(&[("confirm", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+    let to = r.headers()["location"].to_str().unwrap();
+    assert!(to.starts_with(&w.idp.url), "{to}");
+    assert!(
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .starts_with("pimgate_session=; "),
+        "the session cookie is cleared"
+    );
+    assert_eq!(w.introspect(&rt).await["active"], false);
+}
