@@ -525,6 +525,8 @@ async fn with_redis_stopped_introspection_and_refresh_still_refuse_the_deprovisi
     // Bob is still signed in, Redis or not.
     let bob_rt = bob_tokens["refresh_token"].as_str().unwrap();
     assert_eq!(w.introspect(bob_rt).await["active"], true);
+    let (s, next) = w.refresh(bob_rt).await;
+    assert_eq!(s, StatusCode::OK, "refresh needs no Redis: {next}");
     w.app.stop().await;
     drop(stopped);
 }
