@@ -26,6 +26,15 @@ pub fn generate() -> String {
     format!("{PREFIX}{}", hex::encode(bytes))
 }
 
+/// 32 random bytes as base64url without padding: codes, states, cookie values and refresh
+/// tokens of sign-ins.
+pub fn random_b64url() -> String {
+    use base64::Engine;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 /// The token of an `Authorization: Bearer <token>` header (scheme matched without regard to
 /// case), if there is one.
 pub fn bearer(headers: &axum::http::HeaderMap) -> Option<SecretString> {

@@ -60,11 +60,8 @@ const MAX_TOKEN_GROUPS: usize = 1000;
 /// The prefix of the cookie that binds a login to its browser.
 pub const LOGIN_COOKIE: &str = "pimgate_login_";
 
-/// 32 random bytes, base64url: codes, states, cookie values and refresh tokens.
-pub(crate) fn random() -> String {
-    let mut bytes = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
-    B64.encode(bytes)
+fn random() -> String {
+    crate::token::random_b64url()
 }
 
 fn sha256_hex(raw: &str) -> String {
@@ -828,22 +825,9 @@ impl OidcProvider {
             None
         };
         let groups_overage = reads_token && token_groups.is_none();
-        let claims = match self
-            .inner
-            .access
-            .claims_at_login(&conn, &user_id, token_groups.clone())
-            .await
-        {
-            Ok(Some(c)) => c,
-            Ok(None) => return Err(not_provisioned()),
-            Err(e) => return Err(unavailable(&e.to_string())),
-        };
-        if !claims.active {
-            return Err(deactivated());
-        }
-        if claims.roles.is_empty() && claims.user_groups.is_empty() {
-            return Err(no_access());
-        }
+        let claims = self
+            .claims_to_sign_in(&conn, &user_id, token_groups.clone())
+            .await?;
         let auth_time = self.inner.clock.now();
         let (session, cookie_value) = self
             .inner
@@ -886,14 +870,29 @@ impl OidcProvider {
         req: &AuthRequest,
         session: &SessionRow,
     ) -> Result<String, FailurePage> {
-        let claims = match self
-            .inner
-            .access
-            .claims_at_login(
+        let claims = self
+            .claims_to_sign_in(
                 &session.connection,
                 &session.user_id,
                 session.token_groups.clone(),
             )
+            .await?;
+        self.issue_code(req, session, &claims.user_name, "session")
+            .await
+    }
+
+    /// The claims of a person signing in now: they must exist, be active and have some
+    /// access, else the page that says which.
+    async fn claims_to_sign_in(
+        &self,
+        conn: &ConnectionId,
+        user_id: &str,
+        token_groups: Option<Vec<String>>,
+    ) -> Result<Claims, FailurePage> {
+        let claims = match self
+            .inner
+            .access
+            .claims_at_login(conn, user_id, token_groups)
             .await
         {
             Ok(Some(c)) => c,
@@ -906,8 +905,7 @@ impl OidcProvider {
         if claims.roles.is_empty() && claims.user_groups.is_empty() {
             return Err(no_access());
         }
-        self.issue_code(req, session, &claims.user_name, "session")
-            .await
+        Ok(claims)
     }
 
     /// Issues the single-use code of a sign-in in `session` and says where the browser goes.

@@ -126,7 +126,7 @@ impl Sessions {
     /// Starts a session; it and the cookie value for the browser (only its hash is kept).
     pub async fn start(&self, n: NewSession) -> Result<(SessionRow, String), DirectoryError> {
         let now = self.inner.clock.now();
-        let value = super::service::random();
+        let value = crate::token::random_b64url();
         let row = SessionRow {
             id: uuid::Uuid::now_v7().to_string(),
             cookie_hash: cookie_hash(&value),
