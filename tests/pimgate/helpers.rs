@@ -384,6 +384,16 @@ pub struct Process {
 
 impl Process {
     pub fn start(config: &std::path::Path, database_url: &str, redis_url: Option<&str>) -> Process {
+        Self::start_on(config, database_url, redis_url, "127.0.0.1:0")
+    }
+
+    /// [`Process::start`] on a given listen address.
+    pub fn start_on(
+        config: &std::path::Path,
+        database_url: &str,
+        redis_url: Option<&str>,
+        listen: &str,
+    ) -> Process {
         use std::io::BufRead;
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pimgate"));
         cmd.arg("--config").arg(config).arg("serve");
@@ -392,7 +402,7 @@ impl Process {
                 cmd.env_remove(k);
             }
         }
-        cmd.env("PIMGATE_LISTEN", "127.0.0.1:0")
+        cmd.env("PIMGATE_LISTEN", listen)
             .env("PIMGATE_DATABASE_URL", database_url)
             .env("PIMGATE_SCIM_TOKEN", TOKEN)
             .stdout(std::process::Stdio::piped())

@@ -12,7 +12,10 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use crate::helpers::{Db, OwnRedis, Process, redis_url};
-use crate::sso::{IDP_SECRET, MODEL, PIM_SECRET, World, jwt_part, start, start_clocked, verifier};
+use crate::sso::{
+    IDP_SECRET, MODEL, PIM_SECRET, World, jwt_part, start, start_clocked, start_for_processes,
+    verifier,
+};
 use pimgate::clock::{Clock, ManualClock, SystemClock};
 
 /// The first redirect `url` answers, without following it (the browser's cookies sent).
@@ -427,18 +430,21 @@ redirect_uris = ["{pim}/callback"]
 #[tokio::test]
 async fn deprovisioning_through_one_replica_is_seen_by_the_other_at_once() {
     let prefix = prefix();
-    let w = start(Db::Postgres, redis_tune(&prefix)).await;
+    let (w, a_listen) = start_for_processes(Db::Postgres, redis_tune(&prefix)).await;
     let cfg = replica_config(&w, &prefix);
+    // Two `pimgate serve` processes on one PostgreSQL and one Redis: A at the issuer's
+    // address, B anywhere.
+    let a = Process::start_on(cfg.path(), &w.app.db().url, Some(&redis_url()), &a_listen);
+    assert_eq!(a.base, w.issuer);
     let b = Process::start(cfg.path(), &w.app.db().url, Some(&redis_url()));
 
-    // Signed in through replica A (this process).
+    // Signed in through replica A.
     let (alice, tokens) = w.signed_in().await;
     let rt = tokens["refresh_token"].as_str().unwrap().to_owned();
     let at = tokens["access_token"].as_str().unwrap().to_owned();
     assert_eq!(w.introspect(&rt).await["active"], true);
 
-    // Replica B (a `pimgate serve` process) verifies A's token against its own JWKS view:
-    // its introspection knows the grant.
+    // Replica B verifies A's access token with its own view of the keys and grants.
     let rb = reqwest::Client::new()
         .post(format!("{}/oauth/introspect", b.base))
         .basic_auth("pim", Some(PIM_SECRET))
@@ -482,7 +488,7 @@ async fn deprovisioning_through_one_replica_is_seen_by_the_other_at_once() {
         (s, err["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_grant"))
     );
-    drop(b);
+    drop((a, b));
     w.app.stop().await;
     crate::helpers::delete_redis_prefix(&prefix).await;
 }

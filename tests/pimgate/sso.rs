@@ -128,6 +128,31 @@ pub(crate) async fn start_clocked(
     tune: impl FnOnce(&mut config::Settings),
 ) -> World {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    build(db, clock, tune, listener, true).await
+}
+
+/// The world for `pimgate serve` processes: the issuer is a free address on which the
+/// caller starts replica A (the in-process pimgate listens elsewhere and only keeps the test
+/// database, the SCIM helpers and the settings the replicas share).
+pub(crate) async fn start_for_processes(
+    db: Db,
+    tune: impl FnOnce(&mut config::Settings),
+) -> (World, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = listener.local_addr().unwrap().to_string();
+    (
+        build(db, Arc::new(SystemClock), tune, listener, false).await,
+        a,
+    )
+}
+
+async fn build(
+    db: Db,
+    clock: Arc<dyn pimgate::clock::Clock>,
+    tune: impl FnOnce(&mut config::Settings),
+    listener: tokio::net::TcpListener,
+    serve_on_issuer: bool,
+) -> World {
     let issuer = format!("http://{}", listener.local_addr().unwrap());
     let pim = Node::start(
         "pim.mjs",
@@ -210,6 +235,12 @@ domains = ["corp.example"]
     );
     tune(&mut s);
     let v = config::validate(s).unwrap();
+    let listener = if serve_on_issuer {
+        listener
+    } else {
+        drop(listener);
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()
+    };
     let app = TestApp::start_on_listener(db, v, clock, listener).await;
     drop(idp_config);
     World {
