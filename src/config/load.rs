@@ -372,11 +372,17 @@ fn check_stores(s: &Settings) -> Result<SecretString, ConfigError> {
     })?;
     if let Some(url) = &s.redis.url {
         let u = url.expose_secret();
-        let schemes = ["redis://", "rediss://", "redis+unix://", "unix://"];
+        let schemes = [
+            "redis://",
+            "rediss://",
+            "redis+unix://",
+            "unix://",
+            "redis+sentinel://",
+        ];
         if !schemes.iter().any(|p| u.starts_with(p)) {
             return Err(invalid(
                 "redis.url",
-                "must start with redis://, rediss://, redis+unix:// or unix://",
+                "must start with redis://, rediss://, redis+unix://, unix:// or redis+sentinel://",
             ));
         }
     }

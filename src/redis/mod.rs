@@ -1,6 +1,7 @@
-//! Redis as a shared part: one connection (standalone, TLS, Unix socket or Redis Cluster),
-//! one key prefix, one circuit breaker, for every capability that keeps state in Redis (the
-//! claims cache today; sign-in state and sessions next).
+//! Redis as a shared part: one connection (standalone, TLS, Unix socket, Redis Cluster, or
+//! the master Redis Sentinel names), one key prefix, one circuit breaker, for every
+//! capability that keeps state in Redis (the claims cache, sign-in state, sessions' hot
+//! state).
 //!
 //! Redis here is never a hard dependency of a request: every operation is bounded by a short
 //! timeout (500 ms by default), and a failure or timeout opens the breaker ([`health`]):
@@ -72,12 +73,66 @@ impl Default for RedisOptions {
     }
 }
 
-/// A connection to one server or a cluster. Both multiplex one connection per node and
-/// reconnect on their own.
+/// A connection to one server, a cluster, or the master Sentinels name. Each multiplexes
+/// one connection per node and reconnects on its own.
 #[derive(Clone)]
 pub enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    Sentinel(Arc<SentinelConn>),
+}
+
+/// The master the Sentinels name now: asked for when there is no connection, and again
+/// after a connection error or a `READONLY` answer (the old master after a failover).
+pub struct SentinelConn {
+    client: tokio::sync::Mutex<redis::sentinel::SentinelClient>,
+    conn: std::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
+    config: redis::AsyncConnectionConfig,
+}
+
+impl SentinelConn {
+    fn current(&self) -> Option<redis::aio::MultiplexedConnection> {
+        match self.conn.lock() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn set(&self, c: Option<redis::aio::MultiplexedConnection>) {
+        match self.conn.lock() {
+            Ok(mut g) => *g = c,
+            Err(p) => *p.into_inner() = c,
+        }
+    }
+
+    async fn get(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+        if let Some(c) = self.current() {
+            return Ok(c);
+        }
+        let mut client = self.client.lock().await;
+        if let Some(c) = self.current() {
+            return Ok(c);
+        }
+        let c = client
+            .async_get_client()
+            .await?
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await?;
+        self.set(Some(c.clone()));
+        Ok(c)
+    }
+
+    fn after<T>(&self, r: redis::RedisResult<T>) -> redis::RedisResult<T> {
+        if let Err(e) = &r
+            && (e.is_io_error()
+                || e.is_connection_dropped()
+                || e.is_timeout()
+                || e.code() == Some("READONLY"))
+        {
+            self.set(None);
+        }
+        r
+    }
 }
 
 impl Conn {
@@ -85,6 +140,10 @@ impl Conn {
         match self {
             Conn::Single(c) => cmd.query_async(&mut c.clone()).await,
             Conn::Cluster(c) => cmd.query_async(&mut c.clone()).await,
+            Conn::Sentinel(s) => {
+                let mut c = s.get().await?;
+                s.after(cmd.query_async(&mut c).await)
+            }
         }
     }
 
@@ -92,6 +151,10 @@ impl Conn {
         match self {
             Conn::Single(c) => pipe.exec_async(&mut c.clone()).await,
             Conn::Cluster(c) => pipe.exec_async(&mut c.clone()).await,
+            Conn::Sentinel(s) => {
+                let mut c = s.get().await?;
+                s.after(pipe.exec_async(&mut c).await)
+            }
         }
     }
 
@@ -128,7 +191,9 @@ impl Redis {
     ///
     /// URLs: `redis://[user:password@]host[:port][/db]`, `rediss://…` (TLS, server verified
     /// against the system roots; `SSL_CERT_FILE` adds a private CA), `redis+unix:///path` or
-    /// `unix:///path` (`?db=N&pass=…`). Redis Cluster: add `?cluster=true`, or list several
+    /// `unix:///path` (`?db=N&pass=…`). Sentinel:
+    /// `redis+sentinel://[user:password@]host:port[,host:port…]/MASTER[/DB]`. Redis Cluster:
+    /// add `?cluster=true`, or list several
     /// nodes, as `redis://:pw@host1:6379,host2:6379` (the first node's scheme and credentials
     /// apply to the bare `host:port` items) or as comma-separated full URLs.
     ///
@@ -158,6 +223,31 @@ impl Redis {
                 let manager = ConnectionManager::new_lazy_with_config(client, config)
                     .map_err(|e| RedisConfigError::InvalidUrl(e.to_string()))?;
                 Conn::Single(manager)
+            }
+            Target::Sentinel(t) => {
+                let mut info = redis::RedisConnectionInfo::default().set_db(t.db);
+                if let Some(u) = &t.username {
+                    info = info.set_username(u);
+                }
+                if let Some(p) = &t.password {
+                    info = info.set_password(p);
+                }
+                let node = redis::sentinel::SentinelNodeConnectionInfo::default()
+                    .set_redis_connection_info(info);
+                let client = redis::sentinel::SentinelClient::build(
+                    t.sentinels.clone(),
+                    t.master.clone(),
+                    Some(node),
+                    redis::sentinel::SentinelServerType::Master,
+                )
+                .map_err(|e| RedisConfigError::InvalidUrl(e.to_string()))?;
+                Conn::Sentinel(Arc::new(SentinelConn {
+                    client: tokio::sync::Mutex::new(client),
+                    conn: std::sync::Mutex::new(None),
+                    config: redis::AsyncConnectionConfig::new()
+                        .set_connection_timeout(Some(timeout))
+                        .set_response_timeout(Some(timeout)),
+                }))
             }
             Target::Cluster(nodes) => {
                 let client = ClusterClientBuilder::new(nodes)

@@ -1,5 +1,7 @@
-//! Redis URLs: one server (`redis://`, `rediss://` with TLS, `redis+unix://`, `unix://`) or
-//! the seed nodes of a Redis Cluster (`?cluster=true`, or several nodes listed).
+//! Redis URLs: one server (`redis://`, `rediss://` with TLS, `redis+unix://`, `unix://`),
+//! the seed nodes of a Redis Cluster (`?cluster=true`, or several nodes listed), or the
+//! Sentinels watching a master (`redis+sentinel://[user:password@]host:port[,host:port…]/
+//! MASTER[/DB]`; the credentials and database are the master's).
 
 use super::RedisConfigError;
 
@@ -8,6 +10,72 @@ use super::RedisConfigError;
 pub(super) enum Target {
     Single(String),
     Cluster(Vec<String>),
+    Sentinel(SentinelTarget),
+}
+
+/// Sentinels and the master they watch.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct SentinelTarget {
+    /// `redis://host:port` of each Sentinel.
+    pub sentinels: Vec<String>,
+    pub master: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub db: i64,
+}
+
+fn sentinel_target(after: &str) -> Result<Target, RedisConfigError> {
+    let bad = |m: &str| RedisConfigError::InvalidUrl(m.to_owned());
+    let (authority, path) = after
+        .split_once('/')
+        .ok_or_else(|| bad("redis+sentinel:// needs the master's name: …/MASTER[/DB]"))?;
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let sentinels: Vec<String> = hosts
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(|h| format!("redis://{h}"))
+        .collect();
+    if sentinels.is_empty() {
+        return Err(bad(
+            "redis+sentinel:// needs at least one Sentinel host:port",
+        ));
+    }
+    let mut parts = path.split('/');
+    let master = parts.next().unwrap_or_default().to_owned();
+    if master.is_empty() {
+        return Err(bad(
+            "redis+sentinel:// needs the master's name: …/MASTER[/DB]",
+        ));
+    }
+    let db = match parts.next().filter(|d| !d.is_empty()) {
+        Some(d) => d
+            .parse()
+            .map_err(|_| bad("the database after the master's name must be a number"))?,
+        None => 0,
+    };
+    let decode = |v: &str| {
+        url::form_urlencoded::parse(format!("x={v}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
+    let (username, password) = match userinfo.map(|u| u.split_once(':').unwrap_or((u, ""))) {
+        Some((u, p)) => (
+            decode(u).filter(|u| !u.is_empty()),
+            decode(p).filter(|p| !p.is_empty()),
+        ),
+        None => (None, None),
+    };
+    Ok(Target::Sentinel(SentinelTarget {
+        sentinels,
+        master,
+        username,
+        password,
+        db,
+    }))
 }
 
 /// Splits a configured URL into one server or cluster seed nodes (see
@@ -15,6 +83,9 @@ pub(super) enum Target {
 /// ours; other parameters and a `#fragment` apply to every node.
 pub(super) fn parse_target(url: &str) -> Result<Target, RedisConfigError> {
     let url = url.trim();
+    if let Some(after) = url.strip_prefix("redis+sentinel://") {
+        return sentinel_target(after);
+    }
     let (rest, fragment) = match url.split_once('#') {
         Some((r, f)) => (r, Some(f)),
         None => (url, None),
@@ -145,5 +216,23 @@ mod tests {
         ] {
             assert_eq!(parse_target(url).unwrap(), want, "{url}");
         }
+        assert_eq!(
+            parse_target("redis+sentinel://:s%40cret@s1:26379,s2:26380/mymaster/2").unwrap(),
+            Target::Sentinel(SentinelTarget {
+                sentinels: vec!["redis://s1:26379".into(), "redis://s2:26380".into()],
+                master: "mymaster".into(),
+                username: None,
+                password: Some("s@cret".into()),
+                db: 2,
+            })
+        );
+        assert!(
+            parse_target("redis+sentinel://s1:26379").is_err(),
+            "no master"
+        );
+        assert!(
+            parse_target("redis+sentinel://s1:26379/m/x").is_err(),
+            "bad db"
+        );
     }
 }

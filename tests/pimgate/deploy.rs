@@ -312,3 +312,102 @@ async fn replicas_starting_at_once_migrate_once_and_an_older_build_runs_on_a_new
     assert_eq!(s, StatusCode::OK);
     app.stop().await;
 }
+
+/// A child process killed when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_for_port(port: u16) {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("nothing listens on {port}");
+}
+
+#[tokio::test]
+async fn redis_sentinel_names_the_master_the_claims_cache_uses() {
+    let (mp, sp) = (free_port(), free_port());
+    let _master = Child(
+        std::process::Command::new("redis-server")
+            .args(["--port", &mp.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test installs it)"),
+    );
+    wait_for_port(mp).await;
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!("port {sp}\nbind 127.0.0.1\nsentinel monitor corp-cache 127.0.0.1 {mp} 1\n"),
+    )
+    .unwrap();
+    let _sentinel = Child(
+        std::process::Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(sp).await;
+
+    let app = TestApp::spawn_with(Db::Sqlite, |s| {
+        s.redis.url = Some(SecretString::from(format!(
+            "redis+sentinel://127.0.0.1:{sp}/corp-cache"
+        )));
+        s.redis.key_prefix = "via-sentinel".into();
+    })
+    .await;
+    let (s, user) = app
+        .post(
+            "/Users",
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "erin"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{user}");
+    let id = user["id"].as_str().unwrap();
+    let r = app
+        .client
+        .get(format!(
+            "http://{}/access/v1/connections/default/users/{id}/claims",
+            app.addr
+        ))
+        .bearer_auth(crate::helpers::ACCESS_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // The claims went to the master the Sentinel named.
+    let client = redis::Client::open(format!("redis://127.0.0.1:{mp}")).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("via-sentinel:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty(), "nothing cached on the master");
+    app.stop().await;
+}
