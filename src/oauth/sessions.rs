@@ -7,8 +7,9 @@
 //! - the session itself is in the store (PostgreSQL or SQLite), so a restart or another
 //!   replica loses nothing, and an ended session is ended everywhere at once;
 //! - its hot state, the last time it was used, is in Redis where configured (in process
-//!   otherwise), refreshed on every use; the store keeps a copy at most
-//!   [`SEEN_WRITE_BEHIND_MS`] old, which is what counts when Redis lost the hot copy.
+//!   otherwise), refreshed on every use (a client signing in, a refresh); the store keeps a
+//!   coarser copy, written when the session signs a client in and the copy is older than
+//!   [`SEEN_WRITE_BEHIND_MS`], which is what counts when Redis lost the hot copy.
 //!
 //! A session ends after `oidc.session_idle_seconds` without use, `oidc.session_max_seconds`
 //! after its sign-in, or when something ends it ([`Sessions::end`]): a logout at pimgate, a
