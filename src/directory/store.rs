@@ -197,13 +197,13 @@ pub trait SessionStore: std::fmt::Debug + Send + Sync + 'static {
     async fn touch_session(&self, id: &str, at: Timestamp) -> Result<()>;
     /// Ends the selected live sessions and revokes their grants (for
     /// [`SessionSelector::User`], every grant of the user), in one transaction. The grants
-    /// revoked now, for back-channel logout.
+    /// revoked now (for back-channel logout) and how many sessions were live until now.
     async fn end_sessions(
         &self,
         which: &SessionSelector,
         at: Timestamp,
         reason: &str,
-    ) -> Result<Vec<EndedGrant>>;
+    ) -> Result<(u64, Vec<EndedGrant>)>;
     /// Deletes sessions that expired or ended before `before`; how many.
     async fn purge_sessions(&self, before: Timestamp) -> Result<u64>;
 }

@@ -216,14 +216,12 @@ impl Sessions {
         reason: &'static str,
     ) -> Result<Vec<EndedGrant>, DirectoryError> {
         let now = self.inner.clock.now();
-        let ended = self.inner.store.end_sessions(&which, now, reason).await?;
+        let (count, ended) = self.inner.store.end_sessions(&which, now, reason).await?;
         let sessions: std::collections::BTreeSet<&str> = ended
             .iter()
             .filter_map(|g| g.session_id.as_deref())
             .collect();
-        self.inner
-            .metrics
-            .session_ended(reason, sessions.len() as u64);
+        self.inner.metrics.session_ended(reason, count);
         let (conn, user) = match &which {
             SessionSelector::User(c, u) => (Some(c.to_string()), Some(u.clone())),
             SessionSelector::UpstreamSid(c, _) | SessionSelector::UpstreamSub(c, _) => {
@@ -231,6 +229,11 @@ impl Sessions {
             }
             SessionSelector::Id(_) => (None, None),
         };
+        // A deactivated user's later SCIM updates end nothing more: no event for those.
+        let nothing = count == 0 && ended.is_empty() && matches!(which, SessionSelector::User(..));
+        if nothing {
+            return Ok(ended);
+        }
         self.inner.audit.record(
             "logout",
             Outcome::Ok,
@@ -239,10 +242,20 @@ impl Sessions {
                 user_id: user.or_else(|| ended.first().map(|g| g.user_id.clone())),
                 session_id: match &which {
                     SessionSelector::Id(id) => Some(id.clone()),
-                    _ => (!sessions.is_empty())
-                        .then(|| sessions.iter().copied().collect::<Vec<_>>().join(",")),
+                    _ => (!sessions.is_empty()).then(|| {
+                        let mut list = sessions.iter().take(20).copied().collect::<Vec<_>>();
+                        let more = sessions.len().saturating_sub(list.len());
+                        let more = format!("and {more} more");
+                        if sessions.len() > 20 {
+                            list.push(&more);
+                        }
+                        list.join(",")
+                    }),
                 },
-                reason: Some(format!("{reason}; {} sign-in(s) revoked", ended.len())),
+                reason: Some(format!(
+                    "{reason}; {count} session(s) ended, {} sign-in(s) revoked",
+                    ended.len()
+                )),
                 ..Entry::default()
             },
         );

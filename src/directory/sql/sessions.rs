@@ -152,7 +152,7 @@ impl SessionStore for SqlStore {
         which: &SessionSelector,
         at: Timestamp,
         reason: &str,
-    ) -> Result<Vec<EndedGrant>> {
+    ) -> Result<(u64, Vec<EndedGrant>)> {
         let at_text = at.to_rfc3339();
         let mut tx = self.begin_write().await?;
         let mut end = self.sql();
@@ -163,7 +163,7 @@ impl SessionStore for SqlStore {
             .push(" WHERE ");
         Self::push_session_selector(&mut end, which);
         end.push(" AND ended IS NULL");
-        end.execute(&mut tx.conn()).await?;
+        let sessions = end.execute(&mut tx.conn()).await?;
         // The grants of every selected session (ended now or before), and for a user, every
         // grant of theirs.
         let mut revoke = self.sql();
@@ -196,7 +196,7 @@ impl SessionStore for SqlStore {
             })
             .collect::<std::result::Result<Vec<_>, sqlx::Error>>()?;
         tx.commit().await?;
-        Ok(grants)
+        Ok((sessions, grants))
     }
 
     async fn purge_sessions(&self, before: Timestamp) -> Result<u64> {
