@@ -102,7 +102,7 @@ pub fn signed_out() -> Response {
 }
 
 /// "Sign out?": a logout request without `id_token_hint`, confirmed by a POST from this page.
-pub fn confirm_logout(params: &[(String, String)]) -> Response {
+pub fn confirm_logout(action: &str, params: &[(String, String)]) -> Response {
     let hidden: String = params
         .iter()
         .map(|(k, v)| {
@@ -118,7 +118,8 @@ pub fn confirm_logout(params: &[(String, String)]) -> Response {
         "Sign out?",
         &format!(
             "<h1>Sign out?</h1><p>You will be signed out of every application you signed in to through your organisation in this browser.</p>\
-             <form method=\"post\" action=\"/oauth/logout\">{hidden}<input type=\"hidden\" name=\"confirm\" value=\"yes\"><button type=\"submit\">Sign out</button></form>"
+             <form method=\"post\" action=\"{}\">{hidden}<input type=\"hidden\" name=\"confirm\" value=\"yes\"><button type=\"submit\">Sign out</button></form>",
+            escape(action)
         ),
     )
 }

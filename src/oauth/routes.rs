@@ -148,7 +148,7 @@ fn logout_answer(outcome: LogoutOutcome) -> Response {
             }
             resp
         }
-        LogoutOutcome::Confirm(params) => super::pages::confirm_logout(&params),
+        LogoutOutcome::Confirm { action, params } => super::pages::confirm_logout(&action, &params),
         LogoutOutcome::Page(p) => p.into_response(),
     }
 }

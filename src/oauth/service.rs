@@ -165,7 +165,11 @@ pub enum LogoutOutcome {
     /// "Sign out?": a logout without `id_token_hint` ends the browser's session only when
     /// the person confirms (a POST, which a cross-site page cannot make with the
     /// SameSite=Lax session cookie). The parameters go back in the form.
-    Confirm(Vec<(String, String)>),
+    Confirm {
+        /// The logout endpoint the form posts to (`{issuer}/oauth/logout`).
+        action: String,
+        params: Vec<(String, String)>,
+    },
     Page(FailurePage),
 }
 
@@ -1662,15 +1666,16 @@ impl OidcProvider {
             None => None,
         };
         if hint.is_none() && browser.is_some() && !confirmed {
-            return LogoutOutcome::Confirm(
-                params
+            return LogoutOutcome::Confirm {
+                action: format!("{iss}/oauth/logout"),
+                params: params
                     .iter()
                     .filter(|(k, _)| {
                         ["client_id", "post_logout_redirect_uri", "state"].contains(&k.as_str())
                     })
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
-            );
+            };
         }
         let mut ending: Vec<SessionRow> = session.into_iter().collect();
         if let Some(b) = browser {

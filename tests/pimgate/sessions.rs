@@ -609,6 +609,10 @@ async fn a_logout_without_a_hint_asks_first_and_max_age_sends_the_person_to_the_
         page.contains("Sign out?") && page.contains("method=\"post\""),
         "{page}"
     );
+    assert!(
+        page.contains(&format!("action=\"{}/oauth/logout\"", w.issuer)),
+        "{page}"
+    );
     assert_eq!(w.introspect(&rt).await["active"], true, "nothing ended yet");
 
     // Confirmed (a same-site POST): the session ends, then on to the IdP's own logout.
