@@ -3,12 +3,17 @@
 //! (target `pimgate::audit`) and to the store, where `pimgate audit --user ...` reads it.
 //!
 //! Recording never delays or fails the request it describes: the store write runs beside
-//! it, and a failed write is logged (the log line is written either way).
+//! it, at most [`MAX_PENDING_WRITES`] at once (beyond that, under a flood, only the log line
+//! is written, and that is logged), and a failed write is logged (the log line is written
+//! either way).
 
 use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::directory::{AuditEvent, AuditStore};
+
+/// Audit rows being written at once, at most.
+pub const MAX_PENDING_WRITES: usize = 256;
 
 /// Whether the audited attempt succeeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,11 +72,16 @@ impl Entry {
 pub struct Audit {
     store: Arc<dyn AuditStore>,
     clock: Arc<dyn Clock>,
+    pending: Arc<tokio::sync::Semaphore>,
 }
 
 impl Audit {
     pub fn new(store: Arc<dyn AuditStore>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+        Self {
+            store,
+            clock,
+            pending: Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_WRITES)),
+        }
     }
 
     /// Records `kind` (`login`, `refresh`, `revoke`, `logout`, ...) with its outcome.
@@ -99,11 +109,19 @@ impl Audit {
             reason = event.reason.as_deref(),
             "audit"
         );
+        let Ok(permit) = self.pending.clone().try_acquire_owned() else {
+            tracing::warn!(
+                kind,
+                "{MAX_PENDING_WRITES} audit writes are pending: this event is only in this log"
+            );
+            return;
+        };
         let store = self.store.clone();
         tokio::spawn(async move {
             if let Err(e) = store.record_audit(&event).await {
                 tracing::error!(error = %e, kind = %event.kind, "an audit event could not be stored (it is in this log)");
             }
+            drop(permit);
         });
     }
 

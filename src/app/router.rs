@@ -70,17 +70,15 @@ async fn observe(
     next: axum::middleware::Next,
 ) -> Response {
     let started = std::time::Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
+    // MatchedPath is a shared string: cloning it allocates nothing.
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let method = req.method().clone();
-    let scim = scim_operation(&route, &method, req.uri().path());
+    let scim = scim_operation(route, &method, req.uri().path());
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
     m.http_request(
-        &route,
+        route,
         method.as_str(),
         status,
         started.elapsed().as_secs_f64(),

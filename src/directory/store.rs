@@ -173,13 +173,6 @@ pub trait GrantStore: std::fmt::Debug + Send + Sync + 'static {
     ) -> Result<bool>;
     /// The grant a rotated-away refresh token belonged to (a reuse), if any.
     async fn grant_of_used_refresh(&self, refresh_hash: &str) -> Result<Option<String>>;
-    /// Revokes every live grant of a user; how many.
-    async fn revoke_user_grants(
-        &self,
-        conn: &ConnectionId,
-        user_id: &str,
-        at: Timestamp,
-    ) -> Result<u64>;
     /// The user's most recent grant (their last sign-in), if any.
     async fn latest_grant(&self, conn: &ConnectionId, user_id: &str) -> Result<Option<GrantRow>>;
     /// Deletes grants that expired before `before`; how many.

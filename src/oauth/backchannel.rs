@@ -111,11 +111,6 @@ impl LogoutSender {
         }
     }
 
-    /// Deliveries waiting or in flight.
-    pub fn queued(&self) -> usize {
-        self.inner.queued.load(Ordering::Relaxed)
-    }
-
     /// Tells every client with a back-channel logout URI that these grants ended; returns
     /// at once.
     pub fn send(&self, ended: &[EndedGrant]) {

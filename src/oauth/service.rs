@@ -312,10 +312,6 @@ impl OidcProvider {
         &self.inner.keys
     }
 
-    pub fn sessions(&self) -> &Sessions {
-        &self.inner.sessions
-    }
-
     fn audit(&self) -> &Audit {
         self.inner.sessions.audit()
     }

@@ -112,10 +112,6 @@ impl Sessions {
         &self.inner.audit
     }
 
-    pub fn logouts(&self) -> &LogoutSender {
-        &self.inner.logouts
-    }
-
     /// The `Set-Cookie` value holding a session (`value` empty and `max_age` 0 clear it).
     pub fn cookie(&self, value: &str, max_age: u64) -> String {
         format!(

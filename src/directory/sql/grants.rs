@@ -154,23 +154,6 @@ impl GrantStore for SqlStore {
         Ok(row.map(|r| r.get::<String>(0)).transpose()?)
     }
 
-    async fn revoke_user_grants(
-        &self,
-        conn: &ConnectionId,
-        user_id: &str,
-        at: Timestamp,
-    ) -> Result<u64> {
-        let mut up = self.sql();
-        up.push("UPDATE oauth_grants SET revoked = ")
-            .bind_text(at.to_rfc3339())
-            .push(" WHERE connection = ")
-            .bind_text(conn.as_str())
-            .push(" AND user_id = ")
-            .bind_text(user_id)
-            .push(" AND revoked IS NULL");
-        Ok(self.write_one(&up).await?)
-    }
-
     async fn revoke_grant(&self, id: &str, at: Timestamp) -> Result<bool> {
         let mut up = self.sql();
         up.push("UPDATE oauth_grants SET revoked = ")
