@@ -134,6 +134,11 @@ impl AccessService {
         self.inner.cache.invalidate_all().await;
     }
 
+    /// The cache of claims (and of users' SCIM representations, which share its epochs).
+    pub fn cache(&self) -> Arc<dyn ClaimsCache> {
+        self.inner.cache.clone()
+    }
+
     pub fn cache_kind(&self) -> &'static str {
         self.inner.cache.kind()
     }
@@ -281,6 +286,10 @@ impl AccessService {
 
     /// The users a change affects.
     async fn affected_users(&self, event: &DirectoryEvent) -> Result<Vec<String>, DirectoryError> {
+        if event.change == Change::UserCreated {
+            // A new id: nothing was cached under it (an unknown user is never cached).
+            return Ok(Vec::new());
+        }
         let mut users = event.users.clone();
         let expand: Vec<String> = match event.change {
             // The changed group is first; the rest are nested groups that joined or left it:
@@ -288,9 +297,9 @@ impl AccessService {
             Change::MembershipChanged | Change::GroupDeleted | Change::GroupCreated => {
                 event.groups.iter().skip(1).cloned().collect()
             }
-            Change::GroupUpdated if self.model().rules_match_groups(&event.connection) => {
-                event.groups.clone()
-            }
+            // Its members' claims change when rules match the group's name or externalId;
+            // their SCIM representations (cached beside the claims) list its name: always.
+            Change::GroupUpdated => event.groups.clone(),
             _ => Vec::new(),
         };
         if !expand.is_empty() {

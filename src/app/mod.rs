@@ -137,7 +137,7 @@ impl App {
         let flow = crate::ephemeral::ephemeral(redis.clone(), clock.clone());
         let access = AccessService::new(
             &stores,
-            claims_cache(redis),
+            claims_cache(redis, config.settings.redis.near_cache_entries),
             config.access.clone(),
             registry.clone(),
         )
@@ -180,6 +180,7 @@ impl App {
             catalogue,
             registry,
             stores.credentials.clone(),
+            access.cache(),
             ScimOptions {
                 default_page_size: s.scim.default_page_size,
                 max_page_size: s.scim.max_page_size,

@@ -136,6 +136,9 @@ pub struct RedisSettings {
     pub url: Option<SecretString>,
     /// Prefix of every key pimgate writes, so several installations can share a Redis.
     pub key_prefix: String,
+    /// Users whose cached claims and SCIM representations each replica also keeps in memory,
+    /// kept coherent by Redis publish/subscribe; 0: every read asks Redis.
+    pub near_cache_entries: usize,
 }
 
 impl Default for RedisSettings {
@@ -143,6 +146,7 @@ impl Default for RedisSettings {
         Self {
             url: None,
             key_prefix: "pimgate".into(),
+            near_cache_entries: crate::access::cache::DEFAULT_NEAR_ENTRIES,
         }
     }
 }

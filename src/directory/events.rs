@@ -18,8 +18,9 @@ pub enum Change {
     UserUpdated,
     UserDeleted,
     GroupCreated,
-    /// The group's own attributes changed (a rename, a new `externalId`); its members are
-    /// affected where a rule matches on groups, and consumers expand them through the store.
+    /// The group's own attributes changed (a rename, a new `externalId`); consumers expand
+    /// its members through the store (their claims may depend on the group's name or id, and
+    /// their SCIM representations list its name).
     GroupUpdated,
     GroupDeleted,
     MembershipChanged,

@@ -163,6 +163,12 @@ impl Conn {
     }
 }
 
+/// Where [`Redis::pubsub`] connects.
+enum Subscribe {
+    Client(Box<redis::Client>),
+    Sentinel(Arc<SentinelConn>),
+}
+
 /// The shared Redis handle (cheap to clone).
 #[derive(Clone)]
 pub struct Redis {
@@ -171,6 +177,8 @@ pub struct Redis {
 
 struct Inner {
     conn: Conn,
+    /// Where a subscription connects.
+    subscribe: Subscribe,
     prefix: String,
     timeout: Duration,
     health: Health,
@@ -209,10 +217,11 @@ impl Redis {
         }
         crate::tls::install_crypto_provider();
         let timeout = options.command_timeout.max(Duration::from_millis(1));
-        let conn = match parse_target(url)? {
+        let invalid = |e: redis::RedisError| RedisConfigError::InvalidUrl(e.to_string());
+        let (conn, subscribe) = match parse_target(url)? {
             Target::Single(url) => {
-                let client = redis::Client::open(url.as_str())
-                    .map_err(|e| RedisConfigError::InvalidUrl(e.to_string()))?;
+                let client = redis::Client::open(url.as_str()).map_err(invalid)?;
+                let subscribe = Subscribe::Client(Box::new(client.clone()));
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(timeout))
                     .set_response_timeout(Some(timeout))
@@ -222,7 +231,7 @@ impl Redis {
                     .set_max_delay(timeout);
                 let manager = ConnectionManager::new_lazy_with_config(client, config)
                     .map_err(|e| RedisConfigError::InvalidUrl(e.to_string()))?;
-                Conn::Single(manager)
+                (Conn::Single(manager), subscribe)
             }
             Target::Sentinel(t) => {
                 let mut info = redis::RedisConnectionInfo::default().set_db(t.db);
@@ -241,15 +250,23 @@ impl Redis {
                     redis::sentinel::SentinelServerType::Master,
                 )
                 .map_err(|e| RedisConfigError::InvalidUrl(e.to_string()))?;
-                Conn::Sentinel(Arc::new(SentinelConn {
+                let sentinel = Arc::new(SentinelConn {
                     client: tokio::sync::Mutex::new(client),
                     conn: std::sync::Mutex::new(None),
                     config: redis::AsyncConnectionConfig::new()
                         .set_connection_timeout(Some(timeout))
                         .set_response_timeout(Some(timeout)),
-                }))
+                });
+                (
+                    Conn::Sentinel(sentinel.clone()),
+                    Subscribe::Sentinel(sentinel),
+                )
             }
             Target::Cluster(nodes) => {
+                // A cluster relays PUBLISH to every node: subscribing at one is enough.
+                let first = nodes.first().cloned().unwrap_or_default();
+                let subscribe =
+                    Subscribe::Client(Box::new(redis::Client::open(first).map_err(invalid)?));
                 let client = ClusterClientBuilder::new(nodes)
                     .connection_timeout(timeout)
                     .response_timeout(timeout)
@@ -258,18 +275,22 @@ impl Redis {
                     .map_err(|e| RedisConfigError::InvalidUrl(e.to_string()))?;
                 // Connects in the background and reconnects by itself: an unreachable
                 // cluster at startup is an outage, not a configuration error.
-                Conn::Cluster(
-                    client.get_pending_async_connection_with_config(
-                        ClusterConfig::new()
-                            .set_connection_timeout(timeout)
-                            .set_response_timeout(timeout),
+                (
+                    Conn::Cluster(
+                        client.get_pending_async_connection_with_config(
+                            ClusterConfig::new()
+                                .set_connection_timeout(timeout)
+                                .set_response_timeout(timeout),
+                        ),
                     ),
+                    subscribe,
                 )
             }
         };
         let redis = Self {
             inner: Arc::new(Inner {
                 conn,
+                subscribe,
                 prefix: prefix.to_owned(),
                 timeout,
                 health: Health::new(options.clock, options.retry_interval),
@@ -288,6 +309,33 @@ impl Redis {
                 .bounded(started, "connect", self.conn().query::<()>(&ping))
                 .await;
         }
+    }
+
+    /// A connection of its own that receives published messages (`SUBSCRIBE`): to the
+    /// server, to the master the Sentinels name now, or to the first cluster node. Connecting
+    /// is bounded by the command timeout.
+    pub async fn pubsub(&self) -> redis::RedisResult<redis::aio::PubSub> {
+        let connect = async {
+            match &self.inner.subscribe {
+                Subscribe::Client(c) => c.get_async_pubsub().await,
+                Subscribe::Sentinel(s) => {
+                    let client = s.client.lock().await.async_get_client().await?;
+                    client.get_async_pubsub().await
+                }
+            }
+        };
+        match tokio::time::timeout(self.inner.timeout, connect).await {
+            Ok(r) => r,
+            Err(_) => Err(redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connecting for a subscription timed out",
+            ))),
+        }
+    }
+
+    /// The command timeout.
+    pub fn command_timeout(&self) -> Duration {
+        self.inner.timeout
     }
 
     /// The prefix of every key.

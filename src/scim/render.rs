@@ -82,6 +82,11 @@ impl Selection {
     }
 
     /// Whether the top-level core attribute `name` (e.g. `members`) will be returned.
+    /// Whether nothing was asked for: the default representation.
+    pub fn is_default(&self) -> bool {
+        self.include.is_none() && self.exclude.is_empty()
+    }
+
     pub fn wants(&self, name: &str) -> bool {
         let key = (None, name.to_owned());
         match &self.include {

@@ -90,7 +90,17 @@ fn respond(
     version: Option<i64>,
     location: Option<&str>,
 ) -> Response {
-    let mut resp = (status, body.to_string()).into_response();
+    respond_text(status, body.to_string(), version, location)
+}
+
+/// [`respond`] with the body already serialized.
+fn respond_text(
+    status: StatusCode,
+    body: String,
+    version: Option<i64>,
+    location: Option<&str>,
+) -> Response {
+    let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -160,15 +170,15 @@ async fn read<R: Resource>(
 ) -> Result<Response, ScimError> {
     let p = SelectParams::from_query(&q);
     let sel = scim.selection::<R>(&p.attributes, &p.excluded);
-    let (rec, body) = R::read(&scim, &caller.connection, &caller.base_url, &sel, &id).await?;
-    if held.contains(&R::version(&rec)) {
+    let (version, body) = R::read(&scim, &caller.connection, &caller.base_url, &sel, &id).await?;
+    if held.contains(&version) {
         let mut resp = StatusCode::NOT_MODIFIED.into_response();
-        if let Ok(v) = HeaderValue::from_str(&etag(R::version(&rec))) {
+        if let Ok(v) = HeaderValue::from_str(&etag(version)) {
             resp.headers_mut().insert(header::ETAG, v);
         }
         return Ok(resp);
     }
-    Ok(respond(StatusCode::OK, &body, Some(R::version(&rec)), None))
+    Ok(respond_text(StatusCode::OK, body, Some(version), None))
 }
 
 /// PUT (`PATCH = false`) or PATCH (`PATCH = true`) of one resource.

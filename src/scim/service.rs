@@ -16,6 +16,7 @@ use super::params::ListParams;
 use super::patch;
 use super::render::{Selection, group_json, user_json};
 use super::resource;
+use crate::access::cache::{ClaimsCache, ClaimsKey, Lookup};
 use crate::connections::{ConnectionId, Registry};
 use crate::directory::schema::Catalogue;
 use crate::directory::{
@@ -82,6 +83,8 @@ struct Inner {
     catalogue: Arc<Catalogue>,
     registry: Arc<Registry>,
     credentials: Arc<dyn CredentialStore>,
+    /// Users' representations, beside their claims and invalidated with them.
+    cache: Arc<dyn ClaimsCache>,
     options: ScimOptions,
 }
 
@@ -91,6 +94,7 @@ impl ScimService {
         catalogue: Arc<Catalogue>,
         registry: Arc<Registry>,
         credentials: Arc<dyn CredentialStore>,
+        cache: Arc<dyn ClaimsCache>,
         options: ScimOptions,
     ) -> Self {
         Self {
@@ -98,6 +102,7 @@ impl ScimService {
                 directory,
                 catalogue,
                 registry,
+                cache,
                 credentials,
                 options,
             }),
@@ -159,6 +164,16 @@ impl ScimService {
     }
 }
 
+/// The form of a cached user representation: `<version>\n<JSON>`. Part of the cache key, so
+/// a build that renders users differently never reads another's entries.
+const CACHED_USER_FORMAT: &str = "scim-user/1";
+
+/// A cached representation: (version, JSON text); `None` if it is not in the expected form.
+fn cached_user(entry: &str) -> Option<(i64, String)> {
+    let (version, body) = entry.split_once('\n')?;
+    Some((version.parse().ok()?, body.to_owned()))
+}
+
 fn edit_error(e: EditError<ScimError>) -> ScimError {
     match e {
         EditError::Directory(d) => d.into(),
@@ -195,15 +210,15 @@ pub trait Resource: Records {
         body: Value,
     ) -> impl Future<Output = Result<Self::Record, ScimError>> + Send;
 
-    /// GET of one resource: its record and its representation (as [`Resource::represent`]),
-    /// in as few reads as the store allows.
+    /// GET of one resource: its version and its representation (as [`Resource::represent`]),
+    /// serialized, in as few reads as the store allows.
     fn read(
         scim: &ScimService,
         conn: &ConnectionId,
         base_url: &str,
         sel: &Selection,
         id: &str,
-    ) -> impl Future<Output = Result<(Self::Record, Value), ScimError>> + Send;
+    ) -> impl Future<Output = Result<(i64, String), ScimError>> + Send;
 
     /// The representations of `records` (under the connection's SCIM base URL), projected by
     /// `sel`, with their read-only
@@ -262,17 +277,41 @@ impl Resource for UserKind {
         base_url: &str,
         sel: &Selection,
         id: &str,
-    ) -> Result<(UserRecord, Value), ScimError> {
+    ) -> Result<(i64, String), ScimError> {
         let dir = scim.directory();
-        let (user, groups) = if sel.wants("groups") {
-            let (user, groups) = dir.get_user_with_groups(conn, id).await?;
-            (user, Some(groups))
-        } else {
-            (dir.get::<UserKind>(conn, id).await?, None)
+        if !sel.is_default() {
+            let (user, groups) = if sel.wants("groups") {
+                let (user, groups) = dir.get_user_with_groups(conn, id).await?;
+                (user, Some(groups))
+            } else {
+                (dir.get::<UserKind>(conn, id).await?, None)
+            };
+            let full = user_json(&user, groups.as_deref(), base_url);
+            let body = sel.apply(Self::KIND, scim.catalogue(), full);
+            return Ok((user.version, body.to_string()));
+        }
+        // The representation every identity provider asks for is cached beside the user's
+        // claims, under the same epochs: any change that could alter it (the user, its
+        // memberships, a group's name) invalidates both before it is acknowledged.
+        let version = format!("{CACHED_USER_FORMAT}|{base_url}");
+        let key = ClaimsKey::scim_user(conn, id, &version);
+        let epoch = match scim.inner.cache.get(&key).await {
+            Lookup::Hit(entry) => {
+                if let Some(hit) = cached_user(&entry) {
+                    return Ok(hit);
+                }
+                None
+            }
+            Lookup::Miss(epoch) => Some(epoch),
         };
-        let full = user_json(&user, groups.as_deref(), base_url);
-        let body = sel.apply(Self::KIND, scim.catalogue(), full);
-        Ok((user, body))
+        let (user, groups) = dir.get_user_with_groups(conn, id).await?;
+        let full = user_json(&user, Some(&groups), base_url);
+        let body = sel.apply(Self::KIND, scim.catalogue(), full).to_string();
+        if let Some(epoch) = epoch {
+            let entry = format!("{}\n{body}", user.version);
+            scim.inner.cache.put(&key, epoch, &entry).await;
+        }
+        Ok((user.version, body))
     }
 
     async fn represent(
@@ -359,7 +398,7 @@ impl Resource for GroupKind {
         base_url: &str,
         sel: &Selection,
         id: &str,
-    ) -> Result<(GroupRecord, Value), ScimError> {
+    ) -> Result<(i64, String), ScimError> {
         let group = scim.directory().get::<GroupKind>(conn, id).await?;
         let body = Self::represent(
             scim,
@@ -372,7 +411,7 @@ impl Resource for GroupKind {
         .await?
         .pop()
         .unwrap_or(Value::Null);
-        Ok((group, body))
+        Ok((group.version, body.to_string()))
     }
 
     async fn represent(

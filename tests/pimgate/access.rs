@@ -454,9 +454,22 @@ async fn redis_outage_falls_back_to_the_store() {
     assert_eq!(claims(&app, &u).await.1, "hit");
 
     let redis = redis.stop();
-    let (c, cache) = claims(&app, &u).await;
-    assert_eq!(cache, "miss", "served from the store while Redis is down");
-    assert_eq!(keys(&c, "roles"), vec!["editor"]);
+    // The near copy may still answer until the replica sees its subscription drop (at once
+    // here: the server's sockets close; within a second and the command timeout when they
+    // do not); then every answer comes from the store.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (c, cache) = claims(&app, &u).await;
+        assert_eq!(keys(&c, "roles"), vec!["editor"]);
+        if cache == "miss" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "near copies still served 5 s after Redis stopped"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     // A change during the outage is still reflected.
     let (s, _) = app
         .patch(
@@ -495,16 +508,28 @@ async fn redis_outage_falls_back_to_the_store() {
 }
 
 /// Two pimgate processes share one PostgreSQL and one Redis: a SCIM change made through one
-/// is reflected in claims read through the other on the next read.
+/// is reflected in claims read through the other on the next read (without near copies).
 #[tokio::test]
 async fn two_processes_share_postgres_and_redis() {
+    two_processes_share_postgres_and_redis_with(0).await;
+}
+
+/// The same with near copies (the default): the other process drops its copy when the
+/// invalidation message reaches it; the test prints how long after the acknowledgement the
+/// change was seen there.
+#[tokio::test]
+async fn two_processes_share_postgres_and_redis_with_near_copies() {
+    two_processes_share_postgres_and_redis_with(1000).await;
+}
+
+async fn two_processes_share_postgres_and_redis_with(near_cache_entries: usize) {
     let db = crate::helpers::TestDb::new(Db::Postgres).await;
     let prefix = format!("pimgate-test-{}", uuid::Uuid::new_v4().simple());
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(
         dir.path(),
         ACCESS,
-        &format!("[redis]\nkey_prefix = \"{prefix}\"\n"),
+        &format!("[redis]\nkey_prefix = \"{prefix}\"\nnear_cache_entries = {near_cache_entries}\n"),
     );
     let a = crate::helpers::Process::start(&cfg, &db.url, Some(&crate::helpers::redis_url()));
     let b = crate::helpers::Process::start(&cfg, &db.url, Some(&crate::helpers::redis_url()));
@@ -568,7 +593,26 @@ async fn two_processes_share_postgres_and_redis() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(keys(&read(&b, &u).await, "roles"), vec!["viewer"]);
+    // Without near copies the very next read sees the change; with them, the read after the
+    // message arrived (well within 2 s here: the message precedes the acknowledgement).
+    let seen = async |p: &crate::helpers::Process, roles: &[&str]| {
+        let acknowledged = std::time::Instant::now();
+        for attempt in 1.. {
+            let c = read(p, &u).await;
+            if keys(&c, "roles") == roles {
+                return (attempt, acknowledged.elapsed());
+            }
+            assert!(
+                near_cache_entries > 0
+                    && acknowledged.elapsed() < std::time::Duration::from_secs(2),
+                "{c} after the change was acknowledged"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        unreachable!()
+    };
+    let (reads, took) = seen(&b, &["viewer"]).await;
+    println!("change through a seen through b by read {reads}, {took:?} after the acknowledgement");
     let r = client
         .patch(scim(&b, &format!("/Groups/{g}")))
         .bearer_auth(TOKEN)
@@ -579,7 +623,8 @@ async fn two_processes_share_postgres_and_redis() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(keys(&read(&a, &u).await, "roles"), vec!["editor"]);
+    let (reads, took) = seen(&a, &["editor"]).await;
+    println!("change through b seen through a by read {reads}, {took:?} after the acknowledgement");
     drop(a);
     drop(b);
     crate::helpers::delete_redis_prefix(&prefix).await;
@@ -790,4 +835,83 @@ impl TapMkdir for std::path::PathBuf {
         std::fs::create_dir_all(&self).unwrap();
         self
     }
+}
+
+/// `GET /Users/{id}` is served from the cache beside the claims: every change that alters the
+/// representation shows on the next read, with no rule on group names or ids (a rename
+/// changes `groups[].display` even when no claim depends on it).
+async fn cached_user_representation_follows_every_change(app: TestApp) {
+    let u = app.user("rita@example.com").await;
+    let g = app.group("Alpha", &[&u]).await;
+    let path = format!("/Users/{u}");
+    for _ in 0..2 {
+        let (s, body) = app.get(&path).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_eq!(body["groups"][0]["display"], "Alpha", "{body}");
+    }
+    // The group is renamed.
+    let (s, body) = app
+        .patch(
+            &format!("/Groups/{g}"),
+            patch_op(json!([{"op": "replace", "value": {"displayName": "Beta"}}])),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (_, body) = app.get(&path).await;
+    assert_eq!(body["groups"][0]["display"], "Beta", "{body}");
+    // The user changes.
+    let version = body["meta"]["version"].clone();
+    let (s, body) = app
+        .patch(
+            &path,
+            patch_op(json!([{"op": "replace", "path": "displayName", "value": "Rita R."}])),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (_, body) = app.get(&path).await;
+    assert_eq!(body["displayName"], "Rita R.", "{body}");
+    assert_ne!(body["meta"]["version"], version, "{body}");
+    // The membership ends.
+    let (s, body) = app
+        .patch(
+            &format!("/Groups/{g}"),
+            patch_op(json!([{"op": "remove", "path": format!("members[value eq \"{u}\"]")}])),
+        )
+        .await;
+    assert!(s.is_success(), "{s} {body}");
+    let (_, body) = app.get(&path).await;
+    assert!(
+        body.get("groups")
+            .is_none_or(|g| g.as_array().is_some_and(Vec::is_empty)),
+        "{body}"
+    );
+    // The user is deleted.
+    let (s, _) = app.delete(&path).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = app.get(&path).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    app.stop().await;
+}
+
+/// No rule reads group names or ids.
+const NO_RULES: &str = r#"
+[roles.viewer]
+id = "9b0e4a52-0000-4000-8000-000000000001"
+name = "Viewer"
+permissions = ["products.view"]
+
+[connections.default]
+on_no_match = { roles = ["viewer"], user_groups = [] }
+"#;
+
+#[tokio::test]
+async fn cached_user_representation_follows_every_change_in_process_cache() {
+    let app = spawn_with_model(Db::Sqlite, false, NO_RULES).await;
+    cached_user_representation_follows_every_change(app).await;
+}
+
+#[tokio::test]
+async fn cached_user_representation_follows_every_change_redis_cache() {
+    let app = spawn_with_model(Db::Postgres, true, NO_RULES).await;
+    cached_user_representation_follows_every_change(app).await;
 }

@@ -39,13 +39,13 @@ pub(super) struct MemoryState {
     pub(super) len: usize,
 }
 
-/// A cached claim. Entries in the map are always current: every invalidation removes them,
-/// and `put` stores only under the current token.
+/// What is cached of one user. Entries in the map are always current: every invalidation
+/// removes them, and `put` stores only under the current token.
 struct MemoryEntry {
     /// The user's epoch (the floor when the entry was stored).
     epoch: u64,
-    version: String,
-    claims: String,
+    /// By [`Slot::index`]: (version, text).
+    slots: [Option<(String, String)>; 2],
 }
 
 impl MemoryState {
@@ -107,8 +107,11 @@ impl MemoryCache {
 impl ClaimsCache for MemoryCache {
     async fn get(&self, key: &ClaimsKey<'_>) -> Lookup {
         let state = self.lock();
-        match state.entry(key.conn, key.user) {
-            Some(e) if e.version == key.version => Lookup::Hit(e.claims.clone()),
+        let cached = state
+            .entry(key.conn, key.user)
+            .and_then(|e| e.slots[key.slot.index()].as_ref());
+        match cached {
+            Some((version, text)) if version == key.version => Lookup::Hit(text.clone()),
             _ => Lookup::Miss(Epoch(state.token(key.conn, key.user))),
         }
     }
@@ -122,18 +125,19 @@ impl ClaimsCache for MemoryCache {
         if state.token(conn, user_id) != epoch.0 {
             return; // invalidated since the miss: these claims may be stale
         }
+        let value = (config_version.to_owned(), claims.to_owned());
         if let Some(e) = state.entries.get_mut(conn).and_then(|m| m.get_mut(user_id)) {
-            config_version.clone_into(&mut e.version);
-            claims.clone_into(&mut e.claims);
+            e.slots[key.slot.index()] = Some(value);
             return;
         }
         if state.len >= self.max_entries {
             state.evict_one();
         }
+        let mut slots: [Option<(String, String)>; 2] = Default::default();
+        slots[key.slot.index()] = Some(value);
         let entry = MemoryEntry {
             epoch: state.floor,
-            version: config_version.to_owned(),
-            claims: claims.to_owned(),
+            slots,
         };
         state
             .entries

@@ -63,6 +63,15 @@
 //! this replica failed to invalidate until it repairs (or, if it dies first, until the entries
 //! expire).
 //!
+//! ## Near copies
+//! With Redis, [`NearCache`] keeps recent hits in each replica's memory as well, coherent
+//! through Redis publish/subscribe: see its module (`near.rs`) for why a copy is not stale.
+//!
+//! ## Two slots per user
+//! An entry is a [`Slot`]: the resolved claims, or the user's SCIM representation (what
+//! `GET /Users/{id}` answers). Both share the user's epoch, so the invalidations the claims
+//! need (a user's change, a membership change, a group's update) end both.
+//!
 //! ## In process
 //! [`MemoryCache`] keeps the same contract with a mutex: epochs come from one counter, so a
 //! token is `max(user epoch, global epoch)`, and `put` checks the token under the lock. It is
@@ -70,6 +79,7 @@
 //! an old token come back.
 
 mod memory;
+mod near;
 mod redis_cache;
 #[cfg(test)]
 mod tests;
@@ -77,6 +87,7 @@ mod tests;
 use std::sync::Arc;
 
 pub use self::memory::MemoryCache;
+pub use self::near::NearCache;
 pub use self::redis_cache::{RedisCache, RedisCacheOptions};
 use crate::connections::ConnectionId;
 
@@ -104,20 +115,62 @@ pub enum Lookup {
     Miss(Epoch),
 }
 
-/// Which claims: one user of one connection, under one access model (its content version).
+/// What is cached of a user. Both entries share the user's epoch, so one invalidation ends
+/// both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Slot {
+    /// The resolved claims.
+    Claims,
+    /// The SCIM representation of the user with its groups (what `GET /Users/{id}` answers).
+    ScimUser,
+}
+
+impl Slot {
+    pub(crate) const ALL: [Slot; 2] = [Slot::Claims, Slot::ScimUser];
+
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Slot::Claims => 0,
+            Slot::ScimUser => 1,
+        }
+    }
+
+    /// The name in Redis keys.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Slot::Claims => "claims",
+            Slot::ScimUser => "scim-user",
+        }
+    }
+}
+
+/// Which entry: one user of one connection, under one version of what it was computed with
+/// (the access model's content version for claims). An entry stored under another version
+/// is a miss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClaimsKey<'a> {
     pub conn: &'a ConnectionId,
     pub user: &'a str,
     pub version: &'a str,
+    pub slot: Slot,
 }
 
 impl<'a> ClaimsKey<'a> {
+    /// The claims of a user.
     pub fn new(conn: &'a ConnectionId, user: &'a str, version: &'a str) -> Self {
         Self {
             conn,
             user,
             version,
+            slot: Slot::Claims,
+        }
+    }
+
+    /// The SCIM representation of a user.
+    pub fn scim_user(conn: &'a ConnectionId, user: &'a str, version: &'a str) -> Self {
+        Self {
+            slot: Slot::ScimUser,
+            ..Self::new(conn, user, version)
         }
     }
 }
@@ -149,9 +202,22 @@ pub const DEFAULT_MEMORY_ENTRIES: usize = 100_000;
 
 /// The cache the deployment asks for: in Redis when one is configured (shared by every
 /// replica), in process otherwise.
-pub fn claims_cache(redis: Option<crate::redis::Redis>) -> Arc<dyn ClaimsCache> {
+/// With Redis and `near_entries > 0`, a [`NearCache`] keeps a copy of recent hits in process,
+/// kept coherent by Redis publish/subscribe.
+pub fn claims_cache(
+    redis: Option<crate::redis::Redis>,
+    near_entries: usize,
+) -> Arc<dyn ClaimsCache> {
     match redis {
+        Some(r) if near_entries > 0 => Arc::new(NearCache::new(
+            RedisCache::new(r.clone(), RedisCacheOptions::default()),
+            r,
+            near_entries,
+        )),
         Some(r) => Arc::new(RedisCache::new(r, RedisCacheOptions::default())),
         None => Arc::new(MemoryCache::new(DEFAULT_MEMORY_ENTRIES)),
     }
 }
+
+/// How many entries each replica keeps in front of Redis.
+pub const DEFAULT_NEAR_ENTRIES: usize = 20_000;

@@ -10,10 +10,10 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use redis::cluster_routing::Slot;
+use redis::cluster_routing::Slot as HashSlot;
 use sha2::{Digest, Sha256};
 
-use super::{ClaimsCache, ClaimsKey, Epoch, Lookup};
+use super::{ClaimsCache, ClaimsKey, Epoch, Lookup, Slot};
 use crate::connections::ConnectionId;
 use crate::redis::{Failure, Redis, Started};
 
@@ -42,7 +42,7 @@ impl Default for RedisCacheOptions {
 }
 
 /// Claims cached in Redis, shared by every replica. See the module documentation.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RedisCache {
     inner: Arc<Inner>,
 }
@@ -60,20 +60,25 @@ struct Inner {
     repair_task: AtomicBool,
 }
 
-/// The two keys of one user.
+/// The keys of one user: an entry per [`Slot`] and the epoch they share.
 pub(super) struct UserKeys {
-    pub(super) entry: String,
+    pub(super) entries: [String; 2],
     pub(super) epoch: String,
 }
 
 impl UserKeys {
     pub(super) fn new(prefix: &str, conn: &ConnectionId, user_id: &str) -> Self {
         // A connection name has no ':', so `conn:user` is unambiguous; the braces make it the
-        // cluster hash tag of both keys.
+        // cluster hash tag of every key of the user.
+        let entry = |slot: Slot| format!("{prefix}:{}:{{{conn}:{user_id}}}", slot.name());
         Self {
-            entry: format!("{prefix}:claims:{{{conn}:{user_id}}}"),
+            entries: Slot::ALL.map(entry),
             epoch: format!("{prefix}:epoch:{{{conn}:{user_id}}}"),
         }
+    }
+
+    pub(super) fn entry(&self, slot: Slot) -> &str {
+        &self.entries[slot.index()]
     }
 }
 
@@ -99,7 +104,7 @@ impl RedisCache {
         self.inner.redis.is_healthy()
     }
 
-    #[cfg(test)]
+    /// Whether an invalidation did not reach Redis and nothing has covered it yet.
     pub(super) fn is_dirty(&self) -> bool {
         self.inner.dirty()
     }
@@ -123,7 +128,11 @@ impl ClaimsCache for RedisCache {
             return Lookup::Miss(Epoch::UNCACHEABLE);
         }
         let keys = UserKeys::new(inner.redis.prefix(), conn, user_id);
-        match inner.redis.bounded(started, "get", inner.read(&keys)).await {
+        match inner
+            .redis
+            .bounded(started, "get", inner.read(&keys, key.slot))
+            .await
+        {
             Ok((entry, user_epoch, global)) => {
                 let token = redis_token(conn, user_id, user_epoch.as_deref(), global.as_deref());
                 match entry.as_deref().and_then(decode_entry) {
@@ -149,7 +158,7 @@ impl ClaimsCache for RedisCache {
         };
         let keys = UserKeys::new(inner.redis.prefix(), conn, user_id);
         let mut cmd = redis::cmd("SET");
-        cmd.arg(&keys.entry)
+        cmd.arg(keys.entry(key.slot))
             .arg(encode_entry(epoch, config_version, claims))
             .arg("EX")
             .arg(inner.ttl_secs);
@@ -206,16 +215,19 @@ impl Inner {
     async fn read(
         &self,
         keys: &UserKeys,
+        slot: Slot,
     ) -> redis::RedisResult<(Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>)> {
         let conn = self.redis.conn();
         if !conn.is_cluster() {
             let mut cmd = redis::cmd("MGET");
-            cmd.arg(&keys.entry).arg(&keys.epoch).arg(&self.global_key);
+            cmd.arg(keys.entry(slot))
+                .arg(&keys.epoch)
+                .arg(&self.global_key);
             return conn.query(&cmd).await;
         }
         // The global epoch is in a slot of its own: two commands, concurrently.
         let mut user = redis::cmd("MGET");
-        user.arg(&keys.entry).arg(&keys.epoch);
+        user.arg(keys.entry(slot)).arg(&keys.epoch);
         let mut global = redis::cmd("GET");
         global.arg(&self.global_key);
         let (user, global) = tokio::join!(
@@ -241,9 +253,12 @@ impl Inner {
             .map(|u| UserKeys::new(self.redis.prefix(), conn, u));
         let (pipes, parallel): (Vec<redis::Pipeline>, usize) = if self.redis.conn().is_cluster() {
             // A cluster pipeline must stay within one slot.
-            let mut by_slot: HashMap<Slot, Vec<UserKeys>> = HashMap::new();
+            let mut by_slot: HashMap<HashSlot, Vec<UserKeys>> = HashMap::new();
             for k in keys {
-                by_slot.entry(Slot::for_key(&k.entry)).or_default().push(k);
+                by_slot
+                    .entry(HashSlot::for_key(&k.epoch))
+                    .or_default()
+                    .push(k);
             }
             let pipes = by_slot
                 .values()
@@ -279,7 +294,7 @@ impl Inner {
                 .arg("EX")
                 .arg(self.epoch_ttl_secs)
                 .ignore();
-            pipe.cmd("DEL").arg(&k.entry).ignore();
+            pipe.cmd("DEL").arg(&k.entries[..]).ignore();
         }
         pipe
     }

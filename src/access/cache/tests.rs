@@ -247,7 +247,144 @@ macro_rules! on_both_backends {
                 }
             )*
         }
+        mod on_redis_with_near_copies {
+            $(
+                #[tokio::test]
+                async fn $story() {
+                    let scratch = super::Scratch::new();
+                    let cache = super::near_on(&scratch).await;
+                    super::$story(&cache).await;
+                }
+            )*
+        }
     };
+}
+
+/// A near cache on the shared Redis under the scratch prefix, its subscription up.
+async fn near_on(scratch: &Scratch) -> NearCache {
+    let redis = scratch.redis().await;
+    let cache = NearCache::new(
+        RedisCache::new(redis.clone(), RedisCacheOptions::default()),
+        redis,
+        1000,
+    );
+    wait_live(&cache, true).await;
+    cache
+}
+
+async fn wait_live(cache: &NearCache, live: bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cache.is_live() != live {
+        assert!(
+            Instant::now() < deadline,
+            "the near cache never became live={live}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Polls until `user` misses on `cache` (an invalidation message from another replica has
+/// arrived), for at most 5 s.
+async fn wait_miss(cache: &dyn ClaimsCache, key: &ClaimsKey<'_>) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while let Lookup::Hit(h) = cache.get(key).await {
+        assert!(
+            Instant::now() < deadline,
+            "{}: still served {h} 5 s after another replica invalidated it",
+            key.user
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Removes a user's claims entry from Redis behind the caches' backs (no epoch move, no
+/// message): what is still served afterwards is served from a near copy.
+fn delete_shared_entry(scratch: &Scratch, c: &ConnectionId, user: &str) {
+    let key = UserKeys::new(&scratch.prefix, c, user)
+        .entry(super::Slot::Claims)
+        .to_owned();
+    let mut raw = redis::Client::open(scratch.url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let removed: i64 = redis::cmd("DEL").arg(&key).query(&mut raw).unwrap();
+    assert_eq!(removed, 1, "{key} was not in Redis");
+}
+
+#[tokio::test]
+async fn near_copy_is_served_without_redis() {
+    let scratch = Scratch::new();
+    let cache = near_on(&scratch).await;
+    let acme = conn("acme");
+    fill(&cache, &acme, "u1", "v1", CLAIMS).await;
+    delete_shared_entry(&scratch, &acme, "u1");
+    assert_eq!(hit(&cache, &acme, "u1", "v1").await, CLAIMS);
+    // A copy is per version: another config version goes to Redis (and misses).
+    miss(&cache, &acme, "u1", "v2").await;
+}
+
+#[tokio::test]
+async fn near_copies_follow_invalidations_made_by_another_replica() {
+    let scratch = Scratch::new();
+    let (a, b) = (near_on(&scratch).await, near_on(&scratch).await);
+    let acme = conn("acme");
+    for u in ["u1", "u2", "u3"] {
+        fill(&b, &acme, u, "v1", CLAIMS).await;
+        hit(&b, &acme, u, "v1").await;
+    }
+    // A changes u1: B's copy goes, u2's stays (served from the copy: gone from Redis).
+    a.invalidate(&acme, &users(&["u1"])).await;
+    wait_miss(&b, &ClaimsKey::new(&acme, "u1", "v1")).await;
+    delete_shared_entry(&scratch, &acme, "u2");
+    assert_eq!(hit(&b, &acme, "u2", "v1").await, CLAIMS);
+    // The SCIM representation shares the epoch: one invalidation ends both.
+    let rep = ClaimsKey::scim_user(&acme, "u3", "r1");
+    let Lookup::Miss(epoch) = b.get(&rep).await else {
+        panic!("u3's representation was never stored")
+    };
+    b.put(&rep, epoch, "{\"id\":\"u3\"}").await;
+    assert!(matches!(b.get(&rep).await, Lookup::Hit(_)));
+    a.invalidate(&acme, &users(&["u3"])).await;
+    wait_miss(&b, &rep).await;
+    wait_miss(&b, &ClaimsKey::new(&acme, "u3", "v1")).await;
+    // A config change anywhere drops every copy everywhere.
+    fill(&b, &acme, "u4", "v1", CLAIMS).await;
+    a.invalidate_all().await;
+    wait_miss(&b, &ClaimsKey::new(&acme, "u4", "v1")).await;
+    wait_miss(&b, &ClaimsKey::new(&acme, "u2", "v1")).await;
+}
+
+#[tokio::test]
+async fn near_copies_stop_when_the_subscription_drops() {
+    let mut server = OwnRedis::start().await;
+    let redis = Redis::connect(&server.url(), "near", fast()).await.unwrap();
+    let cache = NearCache::new(
+        RedisCache::new(redis.clone(), RedisCacheOptions::default()),
+        redis,
+        1000,
+    );
+    wait_live(&cache, true).await;
+    let acme = conn("acme");
+    fill(&cache, &acme, "u1", "v1", CLAIMS).await;
+    hit(&cache, &acme, "u1", "v1").await;
+    server.kill();
+    // Messages may now be missed: the copies go, and nothing is served from memory.
+    wait_live(&cache, false).await;
+    uncacheable(&cache, &acme, "u1").await;
+    server.restart().await;
+    wait_live(&cache, true).await;
+    // Back, with an empty Redis: a miss, then copies again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match cache.get(&ClaimsKey::new(&acme, "u1", "v1")).await {
+            Lookup::Miss(e) if e.is_cacheable() => break,
+            Lookup::Hit(h) => panic!("served {h} from before the outage"),
+            Lookup::Miss(_) => {}
+        }
+        assert!(Instant::now() < deadline, "the cache did not recover");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    fill(&cache, &acme, "u1", "v1", OTHER_CLAIMS).await;
 }
 
 on_both_backends!(
@@ -268,7 +405,9 @@ async fn redis_keys_share_a_slot_per_user_and_expire() {
     let acme = conn("acme");
     fill(&cache, &acme, "u1", "v1", CLAIMS).await;
     cache.invalidate(&acme, &users(&["u2"])).await;
-    let entry = UserKeys::new(&scratch.prefix, &acme, "u1").entry;
+    let entry = UserKeys::new(&scratch.prefix, &acme, "u1")
+        .entry(super::Slot::Claims)
+        .to_owned();
     let epoch = UserKeys::new(&scratch.prefix, &acme, "u2").epoch;
     assert_eq!(entry, format!("{}:claims:{{acme:u1}}", scratch.prefix));
     assert_eq!(
@@ -383,7 +522,9 @@ async fn redis_outage_with_surviving_data_drops_every_entry() {
         Lookup::Miss(Epoch::UNCACHEABLE)
     );
     cache.invalidate(&acme, &users(&["changed"])).await; // a change commits meanwhile
-    let entry = UserKeys::new("partition", &acme, "changed").entry;
+    let entry = UserKeys::new("partition", &acme, "changed")
+        .entry(super::Slot::Claims)
+        .to_owned();
     let still_there: bool = redis::cmd("EXISTS").arg(&entry).query(&mut raw).unwrap();
     assert!(still_there, "the invalidation was not supposed to land");
 
@@ -426,7 +567,7 @@ async fn redis_repair_needs_no_traffic() {
 async fn redis_unreachable_at_startup_is_degraded_then_recovers() {
     let mut server = OwnRedis::reserved();
     let redis = Redis::connect(&server.url(), "late", fast()).await.unwrap();
-    let cache = claims_cache(Some(redis));
+    let cache = claims_cache(Some(redis), DEFAULT_NEAR_ENTRIES);
     assert_eq!(cache.kind(), "redis");
     let acme = conn("acme");
     uncacheable(&*cache, &acme, "u1").await;
@@ -558,7 +699,7 @@ async fn redis_cluster_behaviour() {
 
 #[tokio::test]
 async fn without_redis_the_cache_is_in_process() {
-    assert_eq!(claims_cache(None).kind(), "memory");
+    assert_eq!(claims_cache(None, DEFAULT_NEAR_ENTRIES).kind(), "memory");
 }
 
 // --- pure helpers ----------------------------------------------------------------------

@@ -102,15 +102,6 @@ pub enum Matcher {
     Attribute { path: AttrPath, test: ValueTest },
 }
 
-impl Matcher {
-    /// Whether the matcher looks at a user's SCIM groups (any of their id, externalId or
-    /// display name): a change to a group's attributes can then change its members' claims,
-    /// or the groups their provenance names.
-    pub fn uses_groups(&self) -> bool {
-        !matches!(self, Matcher::Attribute { .. })
-    }
-}
-
 /// How an attribute value is tested.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -265,13 +256,5 @@ impl AccessModel {
     /// The rules of a connection; `None` when `[access.connections.<name>]` is absent.
     pub fn connection(&self, conn: &ConnectionId) -> Option<&ConnectionRules> {
         self.connections.get(conn)
-    }
-
-    /// True when a rule of this connection matches on groups: a change to a group's
-    /// attributes (a rename, a new `externalId`) can then change its members' claims.
-    pub fn rules_match_groups(&self, conn: &ConnectionId) -> bool {
-        self.connections
-            .get(conn)
-            .is_some_and(|c| c.rules.iter().any(|r| r.matcher.uses_groups()))
     }
 }
