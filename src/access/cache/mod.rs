@@ -1,5 +1,7 @@
 //! Resolved claims, cached per user: in Redis (shared by every replica) or in process (one
-//! replica only), fast to read and never served stale.
+//! replica only), fast to read and never served stale once an invalidation has returned (a
+//! near copy on *another* replica goes when the invalidation's message reaches it: see
+//! [`NearCache`]).
 //!
 //! The cache stores claims as opaque JSON text; it knows users, connections and config
 //! versions, not the claims type. [`ClaimsCache`] is the seam, with two backends:
