@@ -169,9 +169,12 @@ impl ScimService {
 const CACHED_USER_FORMAT: &str = "scim-user/1";
 
 /// A cached representation: (version, JSON text); `None` if it is not in the expected form.
-fn cached_user(entry: &str) -> Option<(i64, String)> {
-    let (version, body) = entry.split_once('\n')?;
-    Some((version.parse().ok()?, body.to_owned()))
+fn cached_user(mut entry: String) -> Option<(i64, String)> {
+    let newline = entry.find('\n')?;
+    let version = entry[..newline].parse().ok()?;
+    // The body stays where it is: only the version line goes.
+    entry.drain(..=newline);
+    Some((version, entry))
 }
 
 fn edit_error(e: EditError<ScimError>) -> ScimError {
@@ -297,7 +300,7 @@ impl Resource for UserKind {
         let key = ClaimsKey::scim_user(conn, id, &version);
         let epoch = match scim.inner.cache.get(&key).await {
             Lookup::Hit(entry) => {
-                if let Some(hit) = cached_user(&entry) {
+                if let Some(hit) = cached_user(entry) {
                     return Ok(hit);
                 }
                 None

@@ -3,10 +3,10 @@
 //! `put` checks the token under the lock. It is bounded; users without an entry share one
 //! "floor" epoch, so forgetting a user never lets an old token come back.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
 
+use super::user_map::{Slots, UserMap};
 use super::{ClaimsCache, ClaimsKey, Epoch, Lookup};
 use crate::connections::ConnectionId;
 
@@ -21,7 +21,7 @@ impl fmt::Debug for MemoryCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryCache")
             .field("max_entries", &self.max_entries)
-            .field("entries", &self.lock().len)
+            .field("entries", &self.lock().entries.len())
             .finish()
     }
 }
@@ -33,58 +33,33 @@ pub(super) struct MemoryState {
     last: u64,
     global: u64,
     /// The epoch of every user without an entry. Invalidations raise it: a user without an
-    /// entry may have a reader in flight, whose token must die.
+    /// entry may have a reader in flight, whose token must die. Dropping an entry to make
+    /// room is safe for the same reason: its user falls back to the floor, which is at least
+    /// the entry's own epoch (the floor never goes down), so no old token comes back.
     floor: u64,
-    entries: HashMap<ConnectionId, HashMap<String, MemoryEntry>>,
-    pub(super) len: usize,
+    pub(super) entries: UserMap<MemoryEntry>,
 }
 
 /// What is cached of one user. Entries in the map are always current: every invalidation
 /// removes them, and `put` stores only under the current token.
-struct MemoryEntry {
+pub(super) struct MemoryEntry {
     /// The user's epoch (the floor when the entry was stored).
     epoch: u64,
-    /// By [`Slot::index`]: (version, text).
-    slots: [Option<(String, String)>; 2],
+    slots: Slots,
 }
 
 impl MemoryState {
-    fn entry(&self, conn: &ConnectionId, user_id: &str) -> Option<&MemoryEntry> {
-        self.entries.get(conn).and_then(|m| m.get(user_id))
-    }
-
     fn token(&self, conn: &ConnectionId, user_id: &str) -> u64 {
-        let user = self.entry(conn, user_id).map_or(self.floor, |e| e.epoch);
+        let user = self
+            .entries
+            .get(conn.as_str(), user_id)
+            .map_or(self.floor, |e| e.epoch);
         user.max(self.global)
     }
 
     fn next(&mut self) -> u64 {
         self.last += 1;
         self.last
-    }
-
-    fn remove(&mut self, conn: &ConnectionId, user_id: &str) {
-        let Some(users) = self.entries.get_mut(conn) else {
-            return;
-        };
-        if users.remove(user_id).is_some() {
-            self.len -= 1;
-        }
-        if users.is_empty() {
-            self.entries.remove(conn);
-        }
-    }
-
-    /// Drops one entry. Its user falls back to the floor epoch, which is at least the
-    /// entry's own (the floor never goes down), so no old token can come back.
-    fn evict_one(&mut self) {
-        let victim = self
-            .entries
-            .iter()
-            .find_map(|(conn, users)| users.keys().next().map(|u| (conn.clone(), u.clone())));
-        if let Some((conn, user)) = victim {
-            self.remove(&conn, &user);
-        }
     }
 }
 
@@ -108,7 +83,8 @@ impl ClaimsCache for MemoryCache {
     async fn get(&self, key: &ClaimsKey<'_>) -> Lookup {
         let state = self.lock();
         let cached = state
-            .entry(key.conn, key.user)
+            .entries
+            .get(key.conn.as_str(), key.user)
             .and_then(|e| e.slots[key.slot.index()].as_ref());
         match cached {
             Some((version, text)) if version == key.version => Lookup::Hit(text.clone()),
@@ -125,26 +101,15 @@ impl ClaimsCache for MemoryCache {
         if state.token(conn, user_id) != epoch.0 {
             return; // invalidated since the miss: these claims may be stale
         }
-        let value = (config_version.to_owned(), claims.to_owned());
-        if let Some(e) = state.entries.get_mut(conn).and_then(|m| m.get_mut(user_id)) {
-            e.slots[key.slot.index()] = Some(value);
-            return;
-        }
-        if state.len >= self.max_entries {
-            state.evict_one();
-        }
-        let mut slots: [Option<(String, String)>; 2] = Default::default();
-        slots[key.slot.index()] = Some(value);
-        let entry = MemoryEntry {
-            epoch: state.floor,
-            slots,
-        };
-        state
-            .entries
-            .entry(conn.clone())
-            .or_default()
-            .insert(user_id.to_owned(), entry);
-        state.len += 1;
+        let floor = state.floor;
+        let entry =
+            state
+                .entries
+                .get_or_insert_with(conn.as_str(), user_id, self.max_entries, || MemoryEntry {
+                    epoch: floor,
+                    slots: Slots::default(),
+                });
+        entry.slots[key.slot.index()] = Some((config_version.to_owned(), claims.to_owned()));
     }
 
     async fn invalidate(&self, conn: &ConnectionId, user_ids: &[String]) {
@@ -153,7 +118,7 @@ impl ClaimsCache for MemoryCache {
         }
         let mut state = self.lock();
         for u in user_ids {
-            state.remove(conn, u);
+            state.entries.remove(conn.as_str(), u);
         }
         state.floor = state.next();
     }
@@ -161,7 +126,6 @@ impl ClaimsCache for MemoryCache {
     async fn invalidate_all(&self) {
         let mut state = self.lock();
         state.entries.clear();
-        state.len = 0;
         state.global = state.next();
     }
 

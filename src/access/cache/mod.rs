@@ -85,6 +85,7 @@ mod near;
 mod redis_cache;
 #[cfg(test)]
 mod tests;
+mod user_map;
 
 use std::sync::Arc;
 

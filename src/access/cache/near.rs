@@ -27,13 +27,13 @@
 //! "dirty") is followed, once Redis answers again, by a message that drops every copy in every
 //! replica.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
 
+use super::user_map::{Slots, UserMap};
 use super::{ClaimsCache, ClaimsKey, Epoch, Lookup, RedisCache};
 use crate::connections::ConnectionId;
 use crate::redis::Redis;
@@ -65,57 +65,28 @@ struct Local {
     state: Mutex<LocalState>,
 }
 
-/// A user's copies, by [`super::Slot::index`]: (version, text).
-type Copies = [Option<(String, String)>; 2];
-
 #[derive(Debug, Default)]
 struct LocalState {
     generation: u64,
-    /// Per connection and user.
-    entries: HashMap<String, HashMap<String, Copies>>,
-    len: usize,
+    copies: UserMap<Slots>,
 }
 
 impl LocalState {
     fn drop_users<'a>(&mut self, conn: &str, users: impl Iterator<Item = &'a str>) {
         self.generation += 1;
-        let Some(map) = self.entries.get_mut(conn) else {
-            return;
-        };
         for u in users {
-            if map.remove(u).is_some() {
-                self.len -= 1;
-            }
-        }
-        if map.is_empty() {
-            self.entries.remove(conn);
-        }
-    }
-
-    /// One user's copies, to make room (no generation move: nothing became stale).
-    fn drop_one(&mut self, conn: &str, user: &str) {
-        let Some(map) = self.entries.get_mut(conn) else {
-            return;
-        };
-        if map.remove(user).is_some() {
-            self.len -= 1;
-        }
-        if map.is_empty() {
-            self.entries.remove(conn);
+            self.copies.remove(conn, u);
         }
     }
 
     fn drop_connection(&mut self, conn: &str) {
         self.generation += 1;
-        if let Some(map) = self.entries.remove(conn) {
-            self.len -= map.len();
-        }
+        self.copies.remove_connection(conn);
     }
 
     fn drop_all(&mut self) {
         self.generation += 1;
-        self.entries.clear();
-        self.len = 0;
+        self.copies.clear();
     }
 }
 
@@ -152,30 +123,13 @@ impl Local {
         if state.generation != generation || !self.live.load(Ordering::Acquire) {
             return;
         }
-        let known = state
-            .entries
-            .get(key.conn.as_str())
-            .is_some_and(|m| m.contains_key(key.user));
-        if !known && state.len >= self.max_entries {
-            // Full: let an arbitrary user go (its copy only; the shared entry stays).
-            let victim = state
-                .entries
-                .iter()
-                .find_map(|(c, m)| m.keys().next().map(|u| (c.clone(), u.clone())));
-            if let Some((c, u)) = victim {
-                state.drop_one(&c, &u);
-            }
-        }
-        let slots = state
-            .entries
-            .entry(key.conn.as_str().to_owned())
-            .or_default()
-            .entry(key.user.to_owned())
-            .or_default();
+        let slots = state.copies.get_or_insert_with(
+            key.conn.as_str(),
+            key.user,
+            self.max_entries,
+            Slots::default,
+        );
         slots[key.slot.index()] = Some((key.version.to_owned(), text.to_owned()));
-        if !known {
-            state.len += 1;
-        }
     }
 }
 
@@ -350,9 +304,8 @@ impl ClaimsCache for NearCache {
             let state = self.local.lock();
             if self.local.live.load(Ordering::Acquire)
                 && let Some((version, text)) = state
-                    .entries
-                    .get(key.conn.as_str())
-                    .and_then(|m| m.get(key.user))
+                    .copies
+                    .get(key.conn.as_str(), key.user)
                     .and_then(|slots| slots[key.slot.index()].as_ref())
                 && version == key.version
             {

@@ -767,9 +767,9 @@ async fn memory_is_bounded_and_eviction_revives_nothing() {
     let acme = conn("acme");
     for i in 0..10 {
         fill(&cache, &acme, &format!("u{i}"), "v1", CLAIMS).await;
-        assert!(cache.lock().len <= 3);
+        assert!(cache.lock().entries.len() <= 3);
     }
-    assert_eq!(cache.lock().len, 3);
+    assert_eq!(cache.lock().entries.len(), 3);
     // A reader of a user with an entry, whose entry is evicted and then invalidated.
     let before = match cache.get(&ClaimsKey::new(&acme, "u9", "v2")).await {
         Lookup::Miss(e) => e,
