@@ -35,6 +35,7 @@ pub mod deadline;
 pub mod directory;
 pub mod ephemeral;
 pub mod host;
+pub mod logging;
 pub mod metrics;
 pub mod oauth;
 pub mod ops;

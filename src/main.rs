@@ -156,8 +156,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Held until main returns: dropping it writes out the log lines still queued.
-    let _log_writer = init_tracing(&validated);
+    // Held until main returns: dropping it writes out the log lines still buffered.
+    let _log_writer = match init_tracing(&validated) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: cannot start the log writer: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -177,31 +183,28 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to standard error through a writer thread: a request formats its line and queues
-/// it; the thread writes what has queued in one system call (and flushes whenever the queue
-/// is empty, so an idle server's lines appear at once). Nothing is dropped: a full queue
-/// (128,000 lines) makes the logging request wait.
-fn init_tracing(v: &Validated) -> tracing_appender::non_blocking::WorkerGuard {
+/// Logs go to standard error through one shared buffer ([`pimgate::logging`]): written out
+/// every 100 ms or when 64 KiB have gathered, never line by line; nothing is dropped.
+fn init_tracing(v: &Validated) -> std::io::Result<pimgate::logging::FlushGuard> {
     let filter =
         EnvFilter::try_new(&v.settings.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only for a person at a terminal; a log file or collector gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("pimgate-log")
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ));
+    let (writer, guard) = pimgate::logging::stderr_writer()?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(writer);
     match v.settings.log.format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(pimgate::logging::WithRequest(
+                tracing_subscriber::fmt::format().json().flatten_event(true),
+            ))
+            .init(),
+        LogFormat::Text => builder.event_format(pimgate::logging::Text).init(),
     }
-    guard
+    Ok(guard)
 }
 
 async fn dispatch(command: Command, v: Validated) -> anyhow::Result<()> {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{FromRef, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -33,27 +33,27 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteStatus {
     route: String,
-    method: String,
-    status: String,
+    method: &'static str,
+    status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Route {
     route: String,
-    method: String,
+    method: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ScimOp {
     connection: String,
-    resource: String,
-    operation: String,
-    outcome: String,
+    resource: &'static str,
+    operation: &'static str,
+    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CacheResult {
-    result: String,
+    result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -84,6 +84,20 @@ struct DeliveryLabels {
     outcome: String,
 }
 
+/// The label of an HTTP method: the standard ones by name, any other `other`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// Database pool occupancy, read when scraped: (idle, in use, maximum).
 pub type PoolProbe = Arc<dyn Fn() -> (u64, u64, u64) + Send + Sync>;
 
@@ -98,7 +112,10 @@ struct Inner {
     http_requests: Family<RouteStatus, Counter>,
     http_duration: Family<Route, Histogram, fn() -> Histogram>,
     scim_operations: Family<ScimOp, Counter>,
-    claims_cache: Family<CacheResult, Counter>,
+    /// `claims_cache_requests_total{result="hit"}` and `{result="miss"}`, made at start (a
+    /// read counts with one atomic add).
+    claims_hits: Counter,
+    claims_misses: Counter,
     tokens_issued: Family<Issued, Counter>,
     upstream_duration: Family<Upstream, Histogram, fn() -> Histogram>,
     upstream_errors: Family<Upstream, Counter>,
@@ -206,7 +223,8 @@ impl Metrics {
                 http_requests,
                 http_duration,
                 scim_operations,
-                claims_cache,
+                claims_hits: claims_cache.get_or_create_owned(&CacheResult { result: "hit" }),
+                claims_misses: claims_cache.get_or_create_owned(&CacheResult { result: "miss" }),
                 tokens_issued,
                 upstream_duration,
                 upstream_errors,
@@ -234,25 +252,34 @@ impl Metrics {
         }
     }
 
-    pub fn http_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+    /// An answered request: `route` is the matched pattern (never the raw path); a method
+    /// outside the standard ones is counted as `other`, so clients cannot grow the label set.
+    pub fn http_request(&self, route: &str, method: &Method, status: u16, seconds: f64) {
+        let method = method_label(method);
         self.inner
             .http_requests
             .get_or_create(&RouteStatus {
                 route: route.to_owned(),
-                method: method.to_owned(),
-                status: status.to_string(),
+                method,
+                status,
             })
             .inc();
         self.inner
             .http_duration
             .get_or_create(&Route {
                 route: route.to_owned(),
-                method: method.to_owned(),
+                method,
             })
             .observe(seconds);
     }
 
-    pub fn scim_operation(&self, connection: &str, resource: &str, operation: &str, status: u16) {
+    pub fn scim_operation(
+        &self,
+        connection: &str,
+        resource: &'static str,
+        operation: &'static str,
+        status: u16,
+    ) {
         let outcome = match status {
             500.. => "server_error",
             400..=499 => "client_error",
@@ -267,20 +294,19 @@ impl Metrics {
             .scim_operations
             .get_or_create(&ScimOp {
                 connection: if known { connection } else { "unknown" }.to_owned(),
-                resource: resource.to_owned(),
-                operation: operation.to_owned(),
-                outcome: outcome.to_owned(),
+                resource,
+                operation,
+                outcome,
             })
             .inc();
     }
 
     pub fn claims_cache(&self, hit: bool) {
-        self.inner
-            .claims_cache
-            .get_or_create(&CacheResult {
-                result: if hit { "hit" } else { "miss" }.to_owned(),
-            })
-            .inc();
+        if hit {
+            self.inner.claims_hits.inc();
+        } else {
+            self.inner.claims_misses.inc();
+        }
     }
 
     pub fn token_issued(&self, client: &str, kind: &'static str) {
@@ -379,5 +405,37 @@ async fn metrics(State(m): State<Metrics>) -> Response {
             tracing::error!(error = %e, "metrics could not be encoded");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_made_up_method_does_not_grow_the_label_set() {
+        let m = Metrics::new();
+        for method in ["FOO", "BAR", "PROPFIND"] {
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            m.http_request("unmatched", &method, 405, 0.001);
+        }
+        m.http_request("/healthz", &Method::GET, 200, 0.001);
+        let text = m.render().unwrap();
+        assert!(
+            text.contains(
+                r#"pimgate_http_requests_total{route="unmatched",method="other",status="405"} 3"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"pimgate_http_requests_total{route="/healthz",method="GET",status="200"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            !text.contains("FOO") && !text.contains("PROPFIND"),
+            "{text}"
+        );
     }
 }

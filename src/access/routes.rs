@@ -192,16 +192,14 @@ fn connection(access: &AccessService, raw: &str) -> Result<ConnectionId, AccessA
 }
 
 fn respond(read: ClaimsRead) -> Response {
-    let mut resp = read.to_json().into_response();
+    let cache = read.cache;
+    let mut resp = Response::new(axum::body::Body::from(read.into_json()));
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    h.insert(
-        "x-claims-cache",
-        HeaderValue::from_static(read.cache.as_str()),
-    );
+    h.insert("x-claims-cache", HeaderValue::from_static(cache.as_str()));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }

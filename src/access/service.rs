@@ -59,6 +59,11 @@ impl ClaimsRead {
     pub fn to_json(&self) -> String {
         self.stored.to_json(self.explain)
     }
+
+    /// The API's JSON body, taking the claims' text.
+    pub fn into_json(self) -> String {
+        self.stored.into_json(self.explain)
+    }
 }
 
 /// Reads and invalidates claims (a cheap handle).
@@ -219,8 +224,7 @@ impl AccessService {
         explain: bool,
     ) -> Result<Option<ClaimsRead>, DirectoryError> {
         let model = self.model();
-        let version = model.version().to_owned();
-        let key = ClaimsKey::new(conn, user_id, &version);
+        let key = ClaimsKey::new(conn, user_id, model.version());
         let epoch = match self.inner.cache.get(&key).await {
             Lookup::Hit(raw) => match StoredClaims::from_cache(raw) {
                 Some(stored) => {

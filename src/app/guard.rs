@@ -11,17 +11,16 @@
 //! Under `/scim/` refusals are RFC 7644 §3.12 bodies; elsewhere `{"error", "detail"}`.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
 use axum::http::{HeaderValue, Request, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::connections::Registry;
 use crate::scim::error::ScimError;
@@ -73,19 +72,23 @@ impl Guard {
     }
 
     /// The share a request draws from: its IdP connection's, or the claims API's.
-    fn share_of(&self, path: &str) -> Option<Arc<Semaphore>> {
+    fn share_of(&self, path: &str) -> Option<&Arc<Semaphore>> {
         if let Some(rest) = path.strip_prefix("/scim/") {
             let conn = rest.split('/').next().unwrap_or_default();
-            return self.shares.get(conn).cloned();
+            return self.shares.get(conn);
         }
-        path.starts_with("/access/").then(|| self.access.clone())
+        path.starts_with("/access/").then_some(&self.access)
     }
 }
 
 /// A refusal with a body for the path it answers: an RFC 7644 error under `/scim/`, a small
 /// JSON error elsewhere; a 503 says when to retry.
 pub(super) fn refusal(path: &str, status: StatusCode, code: &str, detail: String) -> Response {
-    if path.starts_with("/scim/") {
+    refuse(path.starts_with("/scim/"), status, code, detail)
+}
+
+fn refuse(scim: bool, status: StatusCode, code: &str, detail: String) -> Response {
+    if scim {
         // A SCIM error sets its own `Retry-After` on a 503.
         return ScimError::new(status, detail).into_response();
     }
@@ -101,82 +104,99 @@ fn is_probe(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz")
 }
 
-/// The middleware.
-pub(super) async fn guard(State(g): State<Guard>, req: Request<Body>, next: Next) -> Response {
-    let started = Instant::now();
-    let path = req.uri().path().to_owned();
-    let l = &g.limits;
-    let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
-    if uri_len > l.max_uri_bytes {
-        return refusal(
-            &path,
-            StatusCode::URI_TOO_LONG,
-            "uri_too_long",
-            format!("the request URI is longer than {} bytes", l.max_uri_bytes),
-        );
-    }
-    let header_bytes: usize = req
-        .headers()
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum();
-    if header_bytes > l.max_header_bytes {
-        return refusal(
-            &path,
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
-            format!(
-                "the request headers are larger than {} bytes",
-                l.max_header_bytes
-            ),
-        );
-    }
-    let deadline = started + l.request_timeout;
-    if is_probe(&path) {
-        return crate::deadline::scope(deadline, next.run(req)).await;
-    }
-    let Ok(_all) = g.all.clone().try_acquire_owned() else {
-        return refusal(
-            &path,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            format!(
-                "pimgate is serving its limit of {} requests at once; retry shortly",
-                l.max_concurrent_requests
-            ),
-        );
-    };
-    let _share: Option<OwnedSemaphorePermit> = match g.share_of(&path) {
-        None => None,
-        Some(share) => match tokio::time::timeout(SHARE_WAIT, share.acquire_owned()).await {
-            Ok(Ok(permit)) => Some(permit),
-            _ => {
-                return refusal(
-                    &path,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "overloaded",
-                    "this connection is using its whole share of pimgate; retry shortly".to_owned(),
-                );
-            }
-        },
-    };
-    let remaining = deadline.saturating_duration_since(Instant::now());
-    match tokio::time::timeout(remaining, crate::deadline::scope(deadline, next.run(req))).await {
-        Ok(resp) => resp,
-        Err(_) => {
-            tracing::warn!(
-                timeout_seconds = l.request_timeout.as_secs(),
-                "request timed out"
+impl Guard {
+    /// Serves `req` with `answer` within the limits, or refuses it. `started`: when the
+    /// request arrived (its deadline counts from then).
+    pub(super) async fn serve<A, F>(
+        &self,
+        req: Request<Body>,
+        started: Instant,
+        answer: A,
+    ) -> Response
+    where
+        A: FnOnce(Request<Body>) -> F,
+        F: Future<Output = Response>,
+    {
+        let path = req.uri().path();
+        let scim = path.starts_with("/scim/");
+        let l = &self.limits;
+        let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+        if uri_len > l.max_uri_bytes {
+            return refuse(
+                scim,
+                StatusCode::URI_TOO_LONG,
+                "uri_too_long",
+                format!("the request URI is longer than {} bytes", l.max_uri_bytes),
             );
-            refusal(
-                &path,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "timeout",
+        }
+        let header_bytes: usize = req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum();
+        if header_bytes > l.max_header_bytes {
+            return refuse(
+                scim,
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
                 format!(
-                    "the request did not finish within {} seconds; retry later",
-                    l.request_timeout.as_secs()
+                    "the request headers are larger than {} bytes",
+                    l.max_header_bytes
                 ),
-            )
+            );
+        }
+        let deadline = started + l.request_timeout;
+        if is_probe(path) {
+            return crate::deadline::scope(deadline, answer(req)).await;
+        }
+        let Ok(_all) = self.all.try_acquire() else {
+            return refuse(
+                scim,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                format!(
+                    "pimgate is serving its limit of {} requests at once; retry shortly",
+                    l.max_concurrent_requests
+                ),
+            );
+        };
+        let _share: Option<SemaphorePermit<'_>> = match self.share_of(path) {
+            None => None,
+            Some(share) => match share.try_acquire() {
+                Ok(permit) => Some(permit),
+                // Full: wait a little for a permit, then refuse.
+                Err(_) => match tokio::time::timeout(SHARE_WAIT, share.acquire()).await {
+                    Ok(Ok(permit)) => Some(permit),
+                    _ => {
+                        return refuse(
+                            scim,
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "overloaded",
+                            "this connection is using its whole share of pimgate; retry shortly"
+                                .to_owned(),
+                        );
+                    }
+                },
+            },
+        };
+        let until = tokio::time::Instant::from_std(deadline);
+        match tokio::time::timeout_at(until, crate::deadline::scope(deadline, answer(req))).await {
+            Ok(resp) => resp,
+            Err(_) => {
+                tracing::warn!(
+                    timeout_seconds = l.request_timeout.as_secs(),
+                    "request timed out"
+                );
+                refuse(
+                    scim,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "timeout",
+                    format!(
+                        "the request did not finish within {} seconds; retry later",
+                        l.request_timeout.as_secs()
+                    ),
+                )
+            }
         }
     }
 }

@@ -3,12 +3,14 @@
 //! ([`run`]). `main.rs`, the integration tests and the benchmarks all start pimgate here.
 //!
 //! - [`state`]: [`AppState`], one handle per capability, reached through `FromRef`;
-//! - [`router`]: every feature's router, merged once, and the middleware;
+//! - [`router`]: every feature's router, merged once, behind [`front`] (request id, span and
+//!   access line, the [`guard`]'s limits, panics, metrics);
 //! - [`reload`]: putting a changed configuration in force while running (`SIGHUP`).
 //!
 //! Only `serve` (through [`run`]) and `pimgate migrate` ([`migrate`]) change the database
 //! schema; the other commands open it with [`open_store`], which says so when it is behind.
 
+mod front;
 mod guard;
 mod reload;
 mod router;
@@ -27,7 +29,7 @@ pub use self::guard::{Guard, RequestLimits};
 pub use self::reload::Reloaded;
 pub use self::router::router;
 pub use self::serve::ConnectionLimits;
-pub use self::state::AppState;
+pub use self::state::{AppState, Capabilities};
 use crate::access::AccessService;
 use crate::access::cache::claims_cache;
 use crate::access::routes::AccessApiKeys;
@@ -190,14 +192,14 @@ impl App {
                 allowed_hosts: config.allowed_hosts.clone(),
             },
         );
-        let state = AppState {
+        let state = AppState::new(Capabilities {
             scim,
             access,
             access_api: AccessApiKeys::new(config.access_api_tokens.clone()),
             readiness: Readiness::new(stores.health.clone()),
             metrics,
             oidc,
-        };
+        });
         let request_timeout = Duration::from_secs(s.server.request_timeout_seconds);
         // Three quarters of the database pool per tenant: one cannot take it all.
         let share = (s.database.max_connections as usize * 3 / 4).max(1);

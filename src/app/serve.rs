@@ -52,8 +52,6 @@ struct Watch {
     origin: Instant,
     phase: AtomicU8,
     since_ms: AtomicU64,
-    /// Wakes the watchdog when the phase changes (its limit may be shorter now).
-    changed: tokio::sync::Notify,
 }
 
 impl Watch {
@@ -63,7 +61,6 @@ impl Watch {
             // A new connection owes its first request head.
             phase: AtomicU8::new(READING_HEAD),
             since_ms: AtomicU64::new(0),
-            changed: tokio::sync::Notify::new(),
         })
     }
 
@@ -74,7 +71,11 @@ impl Watch {
     fn enter(&self, phase: u8) {
         self.since_ms.store(self.now_ms(), Ordering::Release);
         self.phase.store(phase, Ordering::Release);
-        self.changed.notify_one();
+    }
+
+    /// A request is being served (its time is bounded by the request deadline, not here).
+    fn serving(&self) {
+        self.phase.store(SERVING, Ordering::Release);
     }
 
     /// Bytes arrived: an idle connection starts a request head.
@@ -206,7 +207,7 @@ pub(super) async fn serve(
         let served = watch.clone();
         let service = TowerToHyperService::new(app.clone().map_request(
             move |req: hyper::Request<Incoming>| {
-                served.enter(SERVING);
+                served.serving();
                 req
             },
         ));
@@ -226,6 +227,10 @@ pub(super) async fn serve(
         tokio::spawn(async move {
             let _slot = permit;
             tokio::pin!(conn);
+            // The watchdog is told nothing per request: it looks at the phase at least every
+            // `check_every`, the shortest limit, so a phase that began while it slept is seen
+            // before its own deadline and then closed exactly at it.
+            let check_every = limits.header_read_timeout.min(limits.idle_timeout);
             loop {
                 let Some(wait) = watch.remaining(&limits) else {
                     // Overstayed (a slow or idle client): drop the connection.
@@ -238,8 +243,7 @@ pub(super) async fn serve(
                         }
                         return;
                     }
-                    () = tokio::time::sleep(wait) => {}
-                    () = watch.changed.notified() => {}
+                    () = tokio::time::sleep(wait.min(check_every)) => {}
                 }
             }
         });

@@ -1,0 +1,400 @@
+//! How log lines are made and where they go.
+//!
+//! **Context.** Every line logged while a request is served says which request: the front
+//! ([`crate::app`]) runs each request in [`in_request`], and the line formatters add its
+//! method, matched route and request id (text: `request{method=… route=… request_id=…}:`,
+//! JSON: a `request` object). A task-local value, not a trace span: it costs a request
+//! nothing unless a line is written.
+//!
+//! **Text lines** ([`Text`]): timestamp (RFC 3339, microseconds, UTC), level, request, other
+//! spans, target, message and fields; the date and time up to the second are formatted once a
+//! second per thread.
+//!
+//! **Output**: standard error, through one buffer shared by every thread.
+//!
+//! A logging thread appends its formatted line to the buffer under a lock (a copy of a few
+//! hundred bytes). The buffer is written out by a thread of its own every
+//! [`FLUSH_EVERY`], or inline by the logger that fills it (64 KiB), so a busy server makes one
+//! system call per few hundred lines and wakes no thread per line, and an idle one shows a
+//! line within [`FLUSH_EVERY`]. Nothing is dropped: a logger waits while the buffer is being
+//! written. Dropping the [`FlushGuard`] writes out what is left (at exit).
+
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
+use std::future::Future;
+use std::io::{self, BufWriter, Stderr, Write};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::MatchedPath;
+use axum::http::{HeaderValue, Method};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
+
+/// The request being served, for the lines logged while serving it.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub method: Method,
+    /// The matched route pattern (`-` when none matched).
+    pub route: Option<MatchedPath>,
+    pub request_id: HeaderValue,
+}
+
+tokio::task_local! {
+    static REQUEST: RequestContext;
+}
+
+/// Runs `work` as the serving of `request`: lines it logs carry the request's context.
+pub async fn in_request<F: Future>(request: RequestContext, work: F) -> F::Output {
+    REQUEST.scope(request, work).await
+}
+
+/// The text line format (the default, `log.format = "text"`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Text;
+
+impl<S, N> FormatEvent<S, N> for Text
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        write_timestamp(&mut writer)?;
+        let (colour, name) = match *meta.level() {
+            Level::ERROR => ("\x1b[31m", "ERROR"),
+            Level::WARN => ("\x1b[33m", " WARN"),
+            Level::INFO => ("\x1b[32m", " INFO"),
+            Level::DEBUG => ("\x1b[34m", "DEBUG"),
+            Level::TRACE => ("\x1b[35m", "TRACE"),
+        };
+        if writer.has_ansi_escapes() {
+            write!(writer, " {colour}{name}\x1b[0m ")?;
+        } else {
+            write!(writer, " {name} ")?;
+        }
+        if let Ok(written) = REQUEST.try_with(|r| {
+            write!(
+                writer,
+                "request{{method={} route={} request_id={}}}: ",
+                r.method,
+                r.route.as_ref().map_or("-", MatchedPath::as_str),
+                r.request_id.to_str().unwrap_or("-")
+            )
+        }) {
+            written?;
+        }
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                writer.write_str(span.metadata().name())?;
+                let ext = span.extensions();
+                if let Some(fields) = ext.get::<FormattedFields<N>>()
+                    && !fields.is_empty()
+                {
+                    write!(writer, "{{{fields}}}")?;
+                }
+                writer.write_str(": ")?;
+            }
+        }
+        write!(writer, "{}: ", meta.target())?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
+/// The time as `2026-12-03T22:42:37.507902Z`; the part up to the second is made once a
+/// second per thread.
+fn write_timestamp(writer: &mut Writer<'_>) -> fmt::Result {
+    thread_local! {
+        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    SECOND.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.0 != secs {
+            let at = chrono::DateTime::from_timestamp(i64::try_from(secs).unwrap_or(0), 0)
+                .unwrap_or_default();
+            cell.1.clear();
+            write!(cell.1, "{}", at.format("%Y-%m-%dT%H:%M:%S"))?;
+            cell.0 = secs;
+        }
+        write!(writer, "{}.{:06}Z", cell.1, since.subsec_micros())
+    })
+}
+
+/// A line format (the JSON one) with the request's context added as a `request` object.
+#[derive(Debug, Clone)]
+pub struct WithRequest<F>(pub F);
+
+impl<S, N, F> FormatEvent<S, N> for WithRequest<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let Ok(request) = REQUEST.try_with(RequestContext::clone) else {
+            return self.0.format_event(ctx, writer, event);
+        };
+        let mut line = String::new();
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        // One JSON object per line: the request goes in before its closing brace.
+        let object = line.trim_end();
+        let Some(open) = object.strip_suffix('}') else {
+            return writer.write_str(&line);
+        };
+        let request = serde_json::json!({
+            "method": request.method.as_str(),
+            "route": request.route.as_ref().map_or("-", MatchedPath::as_str),
+            "request_id": request.request_id.to_str().unwrap_or("-"),
+        });
+        let sep = if open.trim_end().ends_with('{') {
+            ""
+        } else {
+            ","
+        };
+        writeln!(writer, "{open}{sep}\"request\":{request}}}")
+    }
+}
+
+/// How long a line may wait in the buffer.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+const BUFFER_BYTES: usize = 64 * 1024;
+
+struct Shared {
+    out: Mutex<BufWriter<Stderr>>,
+    stop: Mutex<bool>,
+    stopped: Condvar,
+}
+
+impl Shared {
+    fn out(&self) -> MutexGuard<'_, BufWriter<Stderr>> {
+        self.out.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The writer for `tracing_subscriber::fmt` (a cheap handle).
+#[derive(Clone)]
+pub struct LogWriter(Arc<Shared>);
+
+/// Keeps the flushing thread; dropping it stops the thread and writes out the buffer.
+pub struct FlushGuard {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A writer to standard error and the guard of its flushing thread (named `pimgate-log`).
+pub fn stderr_writer() -> io::Result<(LogWriter, FlushGuard)> {
+    let shared = Arc::new(Shared {
+        out: Mutex::new(BufWriter::with_capacity(BUFFER_BYTES, io::stderr())),
+        stop: Mutex::new(false),
+        stopped: Condvar::new(),
+    });
+    let flusher = shared.clone();
+    let thread = std::thread::Builder::new()
+        .name("pimgate-log".to_owned())
+        .spawn(move || {
+            let mut stop = flusher.stop.lock().unwrap_or_else(PoisonError::into_inner);
+            while !*stop {
+                stop = flusher
+                    .stopped
+                    .wait_timeout(stop, FLUSH_EVERY)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+                // A log line that cannot be written has nowhere to be reported.
+                let _ = flusher.out().flush();
+            }
+        })?;
+    Ok((
+        LogWriter(shared.clone()),
+        FlushGuard {
+            shared,
+            thread: Some(thread),
+        },
+    ))
+}
+
+impl Drop for FlushGuard {
+    fn drop(&mut self) {
+        *self
+            .shared
+            .stop
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = true;
+        self.shared.stopped.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        let _ = self.shared.out().flush();
+    }
+}
+
+/// One event's line, written under the buffer's lock.
+pub struct Line<'a>(MutexGuard<'a, BufWriter<Stderr>>);
+
+impl Write for Line<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.0.write_all(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // Lines are flushed by the thread, or when the buffer fills; not one by one.
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for LogWriter {
+    type Writer = Line<'a>;
+
+    fn make_writer(&'a self) -> Line<'a> {
+        Line(self.0.out())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer into memory, to read back what a formatter wrote.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Captured;
+
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
+
+    impl Captured {
+        fn lines(&self) -> Vec<String> {
+            String::from_utf8(self.0.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        }
+    }
+
+    fn context() -> RequestContext {
+        RequestContext {
+            method: Method::PATCH,
+            route: None,
+            request_id: HeaderValue::from_static("req-42"),
+        }
+    }
+
+    /// Logs one line outside a request and one inside, through `subscriber`.
+    fn log_both(subscriber: impl Subscriber + Send + Sync + 'static) {
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(connection = "default", "outside");
+            REQUEST.sync_scope(context(), || {
+                tracing::info!(status = 503u16, "inside");
+            });
+        });
+    }
+
+    #[test]
+    fn text_lines_say_which_request_they_belong_to() {
+        let out = Captured::default();
+        log_both(
+            tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(out.clone())
+                .event_format(Text)
+                .finish(),
+        );
+        let lines = out.lines();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        let (outside, inside) = (&lines[0], &lines[1]);
+        // 2026-12-03T22:42:37.507902Z
+        let (stamp, rest) = outside.split_once(' ').unwrap();
+        assert_eq!(stamp.len(), 27, "{outside}");
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(stamp).is_ok(),
+            "{outside}"
+        );
+        assert_eq!(
+            rest,
+            " WARN pimgate::logging::tests: outside connection=\"default\""
+        );
+        assert!(
+            inside.ends_with(
+                "  INFO request{method=PATCH route=- request_id=req-42}: \
+                 pimgate::logging::tests: inside status=503"
+            ),
+            "{inside}"
+        );
+    }
+
+    #[test]
+    fn json_lines_carry_the_request_as_an_object() {
+        let out = Captured::default();
+        log_both(
+            tracing_subscriber::fmt()
+                .with_writer(out.clone())
+                .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+                .event_format(WithRequest(
+                    tracing_subscriber::fmt::format().json().flatten_event(true),
+                ))
+                .finish(),
+        );
+        let lines = out.lines();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        let outside: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        let inside: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+        assert_eq!(outside["message"], "outside");
+        assert!(outside.get("request").is_none(), "{outside}");
+        assert_eq!(inside["message"], "inside");
+        assert_eq!(inside["status"], 503);
+        assert_eq!(
+            inside["request"],
+            serde_json::json!({"method": "PATCH", "route": "-", "request_id": "req-42"})
+        );
+    }
+
+    #[test]
+    fn the_guard_stops_the_thread_and_flushes() {
+        let (writer, guard) = stderr_writer().unwrap();
+        writer
+            .make_writer()
+            .write_all(b"logging: a line before the guard is dropped\n")
+            .unwrap();
+        assert!(!writer.0.out().buffer().is_empty());
+        drop(guard);
+        assert!(writer.0.out().buffer().is_empty());
+    }
+}
