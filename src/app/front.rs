@@ -2,8 +2,9 @@
 //! route is known):
 //! - the request id: the client's `x-request-id`, or a new UUID; on the request for the
 //!   handlers and on the response for the client;
-//! - one trace span per request (method, matched route, request id), so every line logged
-//!   while serving it says which request it belongs to, and one access line when answered;
+//! - the request's log context (method, matched route, request id; [`crate::logging`]), so
+//!   every line logged while serving it says which request it belongs to, and one access line
+//!   when answered;
 //! - the guard of [`super::guard`]: size limits, concurrency shares, the deadline;
 //! - a panic in a handler answered 500 with a body;
 //! - the request counted in the metrics by matched route (never the raw path), and SCIM

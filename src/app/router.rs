@@ -1,5 +1,5 @@
 //! The whole HTTP surface: every feature's router, merged once, with the front every request
-//! goes through ([`super::front`]: request id, trace span and access line, the guard of
+//! goes through ([`super::front`]: request id, log context and access line, the guard of
 //! [`super::guard`], panics answered, metrics).
 
 use axum::Router;
