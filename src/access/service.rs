@@ -55,11 +55,6 @@ pub struct ClaimsRead {
 }
 
 impl ClaimsRead {
-    /// The API's JSON body.
-    pub fn to_json(&self) -> String {
-        self.stored.to_json(self.explain)
-    }
-
     /// The API's JSON body, taking the claims' text.
     pub fn into_json(self) -> String {
         self.stored.into_json(self.explain)
