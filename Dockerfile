@@ -19,8 +19,8 @@ COPY benches ./benches
 COPY tests ./tests
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin pimgate \
-    && install -D -m 0755 target/release/pimgate /out/pimgate \
+    cargo build --profile production --locked --bin pimgate \
+    && install -D -m 0755 target/production/pimgate /out/pimgate \
     && install -d -o 65532 -g 65532 -m 0750 /out/var/lib/pimgate/data
 
 FROM gcr.io/distroless/cc-debian12:nonroot

@@ -7,8 +7,8 @@
 //! nothing unless a line is written.
 //!
 //! **Text lines** ([`Text`]): timestamp (RFC 3339, microseconds, UTC), level, request, other
-//! spans, target, message and fields; the date and time up to the second are formatted once a
-//! second per thread.
+//! spans, target, message and fields ([`TextFields`]); the date and time up to the second are
+//! formatted once a second per thread.
 //!
 //! **Output**: standard error, through one buffer shared by every thread.
 //!
@@ -29,7 +29,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::MatchedPath;
 use axum::http::{HeaderValue, Method};
+use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
@@ -107,6 +109,133 @@ where
         write!(writer, "{}: ", meta.target())?;
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
+    }
+}
+
+/// The fields of a text line (`log.format = "text"`): the message, then `name=value` for each
+/// other field (`Debug` form), separated by spaces; names in italics on a terminal. In the
+/// message and in errors, the characters a terminal would act on (ESC, BEL, BS, FF, DEL and
+/// the C1 controls) are written escaped, so a logged value cannot drive the operator's
+/// terminal. The stock field formatter does the same one character at a time, through
+/// styled-string wrappers even without colours; this one writes runs of plain text at once.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextFields;
+
+impl<'writer> FormatFields<'writer> for TextFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> fmt::Result {
+        let mut visitor = TextVisitor {
+            writer,
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct TextVisitor<'writer> {
+    writer: Writer<'writer>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl TextVisitor<'_> {
+    /// Starts a field: the separating space and, but for the message, `name=`. False: skip
+    /// the field (an earlier write failed, or it is `log` crate metadata).
+    fn start(&mut self, field: &Field) -> bool {
+        let name = field.name();
+        if self.result.is_err() || name.starts_with("log.") {
+            return false;
+        }
+        self.result = self.begin(name);
+        self.result.is_ok()
+    }
+
+    fn begin(&mut self, name: &str) -> fmt::Result {
+        if !std::mem::take(&mut self.first) {
+            self.writer.write_char(' ')?;
+        }
+        if name == "message" {
+            return Ok(());
+        }
+        let name = name.strip_prefix("r#").unwrap_or(name);
+        if self.writer.has_ansi_escapes() {
+            write!(self.writer, "\x1b[3m{name}\x1b[0m\x1b[2m=\x1b[0m")
+        } else {
+            write!(self.writer, "{name}=")
+        }
+    }
+
+    /// An error and, when it has any, its sources: `error=… error.sources=[…, …]`.
+    fn error(&mut self, name: &str, value: &(dyn std::error::Error + 'static)) -> fmt::Result {
+        write!(Escaping(&mut self.writer), "{value}")?;
+        let mut source = value.source();
+        if source.is_none() {
+            return Ok(());
+        }
+        write!(self.writer, " {name}.sources=[")?;
+        let mut first = true;
+        while let Some(s) = source {
+            if !std::mem::take(&mut first) {
+                self.writer.write_str(", ")?;
+            }
+            write!(Escaping(&mut self.writer), "{s}")?;
+            source = s.source();
+        }
+        self.writer.write_char(']')
+    }
+}
+
+impl Visit for TextVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if self.start(field) {
+            self.result = if field.name() == "message" {
+                Escaping(&mut self.writer).write_str(value)
+            } else {
+                write!(self.writer, "{value:?}")
+            };
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        if self.start(field) {
+            self.result = self.error(field.name(), value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.start(field) {
+            self.result = if field.name() == "message" {
+                write!(Escaping(&mut self.writer), "{value:?}")
+            } else {
+                write!(self.writer, "{value:?}")
+            };
+        }
+    }
+}
+
+/// Writes through to `W` with terminal control characters escaped (`\x1b`, `\u{9b}`).
+struct Escaping<'a, W>(&'a mut W);
+
+impl<W: fmt::Write> fmt::Write for Escaping<'_, W> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let mut plain = 0;
+        for (at, ch) in text.char_indices() {
+            if !matches!(
+                ch,
+                '\x1b' | '\x07' | '\x08' | '\x0c' | '\x7f' | '\u{80}'..='\u{9f}'
+            ) {
+                continue;
+            }
+            self.0.write_str(&text[plain..at])?;
+            if ch.is_ascii() {
+                write!(self.0, "\\x{:02x}", u32::from(ch))?;
+            } else {
+                write!(self.0, "\\u{{{:x}}}", u32::from(ch))?;
+            }
+            plain = at + ch.len_utf8();
+        }
+        self.0.write_str(&text[plain..])
     }
 }
 
@@ -334,6 +463,7 @@ mod tests {
             tracing_subscriber::fmt()
                 .with_ansi(false)
                 .with_writer(out.clone())
+                .fmt_fields(TextFields)
                 .event_format(Text)
                 .finish(),
         );
@@ -357,6 +487,62 @@ mod tests {
                  pimgate::logging::tests: inside status=503"
             ),
             "{inside}"
+        );
+    }
+
+    /// The text fields as the stock formatter writes them (pimgate's lines read the same as
+    /// before), with terminal control characters escaped in messages and errors.
+    #[test]
+    fn text_fields_escape_what_a_terminal_would_act_on() {
+        #[derive(Debug)]
+        struct Failure(&'static str, Option<Box<Failure>>);
+        impl fmt::Display for Failure {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for Failure {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|e| e as _)
+            }
+        }
+        let line = |ansi: bool, log: &dyn Fn()| {
+            let out = Captured::default();
+            let subscriber = tracing_subscriber::fmt()
+                .with_ansi(ansi)
+                .with_writer(out.clone())
+                .fmt_fields(TextFields)
+                .event_format(Text)
+                .finish();
+            tracing::subscriber::with_default(subscriber, log);
+            let lines = out.lines();
+            assert_eq!(lines.len(), 1, "{lines:?}");
+            let at = lines[0].find("pimgate::logging::tests: ").unwrap();
+            lines[0][at + "pimgate::logging::tests: ".len()..].to_owned()
+        };
+        let chain = Failure(
+            "outer \x1b[2J",
+            Some(Box::new(Failure("inner\u{9b}", None))),
+        );
+        assert_eq!(
+            line(false, &|| tracing::error!(
+                error = &chain as &(dyn std::error::Error + 'static),
+                r#type = "x\x1by",
+                n = 7u64,
+                ok = true,
+                "bell \x07 and {}",
+                "\x7f"
+            )),
+            "bell \\x07 and \\x7f error=outer \\x1b[2J error.sources=[inner\\u{9b}] \
+             type=\"x\\u{1b}y\" n=7 ok=true"
+        );
+        assert_eq!(
+            line(false, &|| tracing::info!(plain = "a b", "no escapes")),
+            "no escapes plain=\"a b\""
+        );
+        assert_eq!(
+            line(true, &|| tracing::info!(status = 200u16, "done")),
+            "done \x1b[3mstatus\x1b[0m\x1b[2m=\x1b[0m200"
         );
     }
 

@@ -202,7 +202,10 @@ fn init_tracing(v: &Validated) -> std::io::Result<pimgate::logging::FlushGuard> 
                 tracing_subscriber::fmt::format().json().flatten_event(true),
             ))
             .init(),
-        LogFormat::Text => builder.event_format(pimgate::logging::Text).init(),
+        LogFormat::Text => builder
+            .fmt_fields(pimgate::logging::TextFields)
+            .event_format(pimgate::logging::Text)
+            .init(),
     }
     Ok(guard)
 }
