@@ -63,14 +63,31 @@ async fn story(backend: Db) {
     let t0 = Timestamp(1_700_000_000_000);
 
     // Users: create, read back as sent, uniqueness is case-insensitive and per connection.
+    // Two e-mails that differ only in case are one index row.
+    let ann_mails = json!({
+        "emails": [
+            {"value": "Ann@Work.example", "type": "work"},
+            {"value": "ann@work.EXAMPLE", "type": "other"},
+            {"value": "ann@home.example", "type": "home"}
+        ],
+        "externalId": "ext-1"
+    });
     let ann = store
-        .create_user(&a, user("Ann@Example.com", json!({"emails": [{"value": "Ann@Work.example", "type": "work"}], "externalId": "ext-1"})), t0)
+        .create_user(&a, user("Ann@Example.com", ann_mails), t0)
         .await
         .unwrap();
     assert_eq!(ann.doc.user_name(), "Ann@Example.com");
     assert_eq!(ann.version, 1);
+    // A refused create leaves nothing behind: its e-mails find no one below.
     let dup = store
-        .create_user(&a, user("ann@example.COM", json!({})), t0)
+        .create_user(
+            &a,
+            user(
+                "ann@example.COM",
+                json!({"emails": [{"value": "dup@work.example"}]}),
+            ),
+            t0,
+        )
         .await;
     assert!(
         matches!(dup, Err(DirectoryError::Conflict { .. })),
@@ -105,6 +122,11 @@ async fn story(backend: Db) {
             r#"emails[type eq "work" and value co "work"]"#,
             vec![ann.id.clone()],
         ),
+        (
+            r#"emails.value eq "ANN@home.example""#,
+            vec![ann.id.clone()],
+        ),
+        (r#"emails.value eq "dup@work.example""#, vec![]),
         (r#"active eq false"#, vec![bob.id.clone()]),
         (r#"displayName sw "bob""#, vec![bob.id.clone()]),
         (r#"not (active eq false)"#, vec![ann.id.clone()]),
