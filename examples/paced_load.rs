@@ -102,8 +102,8 @@ fn parse_options() -> Result<Options, String> {
         }
     }
     let rate = rate.ok_or_else(usage)?;
-    if !(rate.is_finite() && rate > 0.0) {
-        return Err("--rate must be a positive number".to_owned());
+    if !(rate > 0.0 && rate <= 10_000_000.0) {
+        return Err("--rate must be in (0, 10000000] requests/s".to_owned());
     }
     if connections == 0 || connections > 1024 {
         return Err("--connections must be 1 to 1024".to_owned());
