@@ -19,12 +19,14 @@ use crate::directory::model::{
 use crate::directory::store::{Target, UserStore};
 
 impl SqlStore {
+    /// Writes the e-mail index rows `values` ([`email_index`]) of a user, replacing its old
+    /// ones with `replace`.
     async fn write_emails(
         &self,
         c: &mut Conn<'_>,
         conn: &ConnectionId,
         user_id: &str,
-        doc: &UserDoc,
+        values: &[String],
         replace: bool,
     ) -> Result<()> {
         if replace {
@@ -35,7 +37,7 @@ impl SqlStore {
         }
         // Documents hold at most `limits::MAX_VALUES` e-mails; chunks keep any statement
         // below both backends' bind-parameter limits regardless.
-        for chunk in email_index(doc).chunks(CHUNK) {
+        for chunk in values.chunks(CHUNK) {
             let mut ins = self.sql();
             push_email_rows(&mut ins, conn, user_id, chunk);
             ins.execute(c).await?;
@@ -134,7 +136,7 @@ impl UserStore for SqlStore {
             ins.execute(&mut c)
                 .await
                 .map_err(|e| uniqueness(e, "userName", doc.user_name()))?;
-            self.write_emails(&mut c, conn, &id, &doc, false).await?;
+            self.write_emails(&mut c, conn, &id, &emails, false).await?;
             tx.commit().await?;
         }
         Ok(UserRecord {
@@ -226,7 +228,8 @@ impl UserStore for SqlStore {
             .await
             .map_err(|e| uniqueness(e, "userName", doc.user_name()))?;
         if doc.email_values() != before.doc.email_values() {
-            self.write_emails(&mut c, conn, id, &doc, true).await?;
+            self.write_emails(&mut c, conn, id, &email_index(&doc), true)
+                .await?;
         }
         tx.commit().await?;
         let after = UserRecord {
