@@ -111,6 +111,10 @@ fn parse_options() -> Result<Options, String> {
     if !(duration > 0.0 && duration <= 3600.0 && (0.0..=3600.0).contains(&warmup)) {
         return Err("--duration must be in (0, 3600] s and --warmup in [0, 3600] s".to_owned());
     }
+    // Every measured request keeps three samples in memory (12 bytes).
+    if rate * duration > 100_000_000.0 {
+        return Err("--rate × --duration must be at most 100,000,000 requests".to_owned());
+    }
     let url = url.ok_or_else(usage)?;
     let rest = url
         .strip_prefix("http://")
@@ -134,6 +138,9 @@ fn parse_options() -> Result<Options, String> {
 /// of microseconds late (the kernel's timer slack, then a free core), which would otherwise
 /// be counted as server latency on every request.
 const WAKE_EARLY: Duration = Duration::from_micros(60);
+
+/// The largest response body read.
+const MAX_BODY: usize = 16 * 1024 * 1024;
 
 fn micros(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
@@ -175,6 +182,9 @@ fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<u16> {
         .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
         .and_then(|(_, v)| v.trim().parse::<usize>().ok())
         .ok_or_else(|| bad("response without Content-Length"))?;
+    if length > MAX_BODY {
+        return Err(bad("response body over 16 MiB"));
+    }
     let total = header_end + length;
     while buf.len() < total {
         let n = stream.read(&mut chunk)?;
