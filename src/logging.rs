@@ -10,19 +10,21 @@
 //! spans, target, message and fields ([`TextFields`]); the date and time up to the second are
 //! formatted once a second per thread.
 //!
-//! **Output**: standard error, through one buffer shared by every thread.
+//! **Output**: standard error, through two buffers shared by every thread.
 //!
-//! A logging thread appends its formatted line to the buffer under a lock (a copy of a few
-//! hundred bytes). The buffer is written out by a thread of its own every
-//! [`FLUSH_EVERY`], or inline by the logger that fills it (64 KiB), so a busy server makes one
-//! system call per few hundred lines and wakes no thread per line, and an idle one shows a
-//! line within [`FLUSH_EVERY`]. Nothing is dropped: a logger waits while the buffer is being
-//! written. Dropping the [`FlushGuard`] writes out what is left (at exit).
+//! A logging thread appends its formatted line to the buffer being filled, under a lock (a
+//! copy of a few hundred bytes). A thread of its own (`pimgate-log`) swaps that buffer for
+//! its empty one every [`FLUSH_EVERY`], or as soon as it holds 64 KiB, and writes it out
+//! without the lock. So a busy server makes one system call per few hundred lines, wakes no
+//! thread per line, and never writes to the output on a request's thread; an idle one shows
+//! a line within [`FLUSH_EVERY`]. Nothing is dropped: a logger waits only when the buffer
+//! it would fill is full while the other is still being written (a stalled output). Dropping
+//! the [`FlushGuard`] writes out what is left (at exit).
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::future::Future;
-use std::io::{self, BufWriter, Stderr, Write};
+use std::io::{self, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -305,17 +307,100 @@ where
 /// How long a line may wait in the buffer.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
+/// A buffer's size: when the one being filled reaches it, the writing thread is woken.
 const BUFFER_BYTES: usize = 64 * 1024;
 
+/// Where the output goes (standard error; memory in tests).
+type Output = Box<dyn Write + Send>;
+
+/// The buffer lines are appended to. The writing thread owns the other one.
+struct Filling {
+    lines: Vec<u8>,
+    /// The guard was dropped: the thread writes out what is left, then exits.
+    stopped: bool,
+    /// The thread has exited: loggers write out themselves.
+    exited: bool,
+}
+
 struct Shared {
-    out: Mutex<BufWriter<Stderr>>,
-    stop: Mutex<bool>,
-    stopped: Condvar,
+    filling: Mutex<Filling>,
+    /// Wakes the writing thread: a buffer is full, or the guard is dropped.
+    full: Condvar,
+    /// Wakes loggers held back by a full buffer: the thread has taken it.
+    taken: Condvar,
+    /// Used by the writing thread, and by loggers once it has stopped.
+    out: Mutex<Output>,
 }
 
 impl Shared {
-    fn out(&self) -> MutexGuard<'_, BufWriter<Stderr>> {
-        self.out.lock().unwrap_or_else(PoisonError::into_inner)
+    fn filling(&self) -> MutexGuard<'_, Filling> {
+        self.filling.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_out(&self, bytes: &[u8]) {
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        // A log line that cannot be written has nowhere to be reported.
+        let _ = out.write_all(bytes);
+        let _ = out.flush();
+    }
+
+    /// Appends one line (or part of one: a line is written by one call, so lines never
+    /// interleave). Waits only while the buffer is full and the other one is still being
+    /// written out.
+    fn append(&self, bytes: &[u8]) {
+        let mut filling = self.filling();
+        while filling.lines.len() >= BUFFER_BYTES && !filling.exited {
+            filling = self
+                .taken
+                .wait(filling)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        if filling.exited {
+            filling.lines.extend_from_slice(bytes);
+            let lines = std::mem::take(&mut filling.lines);
+            self.write_out(&lines);
+            return;
+        }
+        let was = filling.lines.len();
+        filling.lines.extend_from_slice(bytes);
+        if was < BUFFER_BYTES && filling.lines.len() >= BUFFER_BYTES {
+            self.full.notify_one();
+        }
+    }
+
+    /// The writing thread: every [`FLUSH_EVERY`], or as soon as the buffer being filled is
+    /// full, swaps it for its own empty one and writes it out without holding the lock.
+    fn run(&self) {
+        let mut writing = Vec::with_capacity(BUFFER_BYTES);
+        let mut filling = self.filling();
+        loop {
+            if !filling.stopped && filling.lines.len() < BUFFER_BYTES {
+                filling = self
+                    .full
+                    .wait_timeout(filling, FLUSH_EVERY)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+            let stopping = filling.stopped;
+            if !filling.lines.is_empty() {
+                std::mem::swap(&mut filling.lines, &mut writing);
+                self.taken.notify_all();
+                drop(filling);
+                self.write_out(&writing);
+                writing.clear();
+                filling = self.filling();
+            }
+            if stopping {
+                // Anything appended while the last buffer was written goes out now, under
+                // the lock so that no later line overtakes it; from here on loggers write
+                // out themselves.
+                let rest = std::mem::take(&mut filling.lines);
+                self.write_out(&rest);
+                filling.exited = true;
+                self.taken.notify_all();
+                return;
+            }
+        }
     }
 }
 
@@ -323,34 +408,32 @@ impl Shared {
 #[derive(Clone)]
 pub struct LogWriter(Arc<Shared>);
 
-/// Keeps the flushing thread; dropping it stops the thread and writes out the buffer.
+/// Keeps the writing thread; dropping it writes out what is buffered and stops the thread.
 pub struct FlushGuard {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
 
-/// A writer to standard error and the guard of its flushing thread (named `pimgate-log`).
+/// A writer to standard error and the guard of its writing thread (named `pimgate-log`).
 pub fn stderr_writer() -> io::Result<(LogWriter, FlushGuard)> {
+    writer_to(Box::new(io::stderr()))
+}
+
+fn writer_to(out: Output) -> io::Result<(LogWriter, FlushGuard)> {
     let shared = Arc::new(Shared {
-        out: Mutex::new(BufWriter::with_capacity(BUFFER_BYTES, io::stderr())),
-        stop: Mutex::new(false),
-        stopped: Condvar::new(),
+        filling: Mutex::new(Filling {
+            lines: Vec::with_capacity(BUFFER_BYTES),
+            stopped: false,
+            exited: false,
+        }),
+        full: Condvar::new(),
+        taken: Condvar::new(),
+        out: Mutex::new(out),
     });
-    let flusher = shared.clone();
+    let writer = shared.clone();
     let thread = std::thread::Builder::new()
         .name("pimgate-log".to_owned())
-        .spawn(move || {
-            let mut stop = flusher.stop.lock().unwrap_or_else(PoisonError::into_inner);
-            while !*stop {
-                stop = flusher
-                    .stopped
-                    .wait_timeout(stop, FLUSH_EVERY)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
-                // A log line that cannot be written has nowhere to be reported.
-                let _ = flusher.out().flush();
-            }
-        })?;
+        .spawn(move || writer.run())?;
     Ok((
         LogWriter(shared.clone()),
         FlushGuard {
@@ -362,33 +445,30 @@ pub fn stderr_writer() -> io::Result<(LogWriter, FlushGuard)> {
 
 impl Drop for FlushGuard {
     fn drop(&mut self) {
-        *self
-            .shared
-            .stop
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = true;
-        self.shared.stopped.notify_all();
+        self.shared.filling().stopped = true;
+        self.shared.full.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        let _ = self.shared.out().flush();
     }
 }
 
-/// One event's line, written under the buffer's lock.
-pub struct Line<'a>(MutexGuard<'a, BufWriter<Stderr>>);
+/// One event's line: appended to the buffer in one call.
+pub struct Line<'a>(&'a Shared);
 
 impl Write for Line<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
+        self.0.append(buf);
+        Ok(buf.len())
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.0.write_all(buf)
+        self.0.append(buf);
+        Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        // Lines are flushed by the thread, or when the buffer fills; not one by one.
+        // Lines are written out by the thread, a buffer at a time; not one by one.
         Ok(())
     }
 }
@@ -397,7 +477,7 @@ impl<'a> MakeWriter<'a> for LogWriter {
     type Writer = Line<'a>;
 
     fn make_writer(&'a self) -> Line<'a> {
-        Line(self.0.out())
+        Line(&self.0)
     }
 }
 
@@ -572,15 +652,149 @@ mod tests {
         );
     }
 
+    /// An output in memory; with a gate, a write waits until the gate opens (a log sink
+    /// that has stopped reading) and says when it started waiting.
+    #[derive(Clone, Default)]
+    struct Sink {
+        data: Arc<Mutex<Vec<u8>>>,
+        gate: Option<Arc<(Mutex<bool>, Condvar)>>,
+        waiting: Option<std::sync::mpsc::Sender<()>>,
+    }
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if let Some(gate) = &self.gate {
+                if let Some(waiting) = &self.waiting {
+                    let _ = waiting.send(());
+                }
+                let (open, opened) = &**gate;
+                let mut open = open.lock().unwrap();
+                while !*open {
+                    open = opened.wait(open).unwrap();
+                }
+            }
+            self.data.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Sink {
+        fn text(&self) -> String {
+            String::from_utf8(self.data.lock().unwrap().clone()).unwrap()
+        }
+    }
+
     #[test]
-    fn the_guard_stops_the_thread_and_flushes() {
-        let (writer, guard) = stderr_writer().unwrap();
+    fn the_guard_writes_out_what_is_buffered_and_stops_the_thread() {
+        let sink = Sink::default();
+        let (writer, guard) = writer_to(Box::new(sink.clone())).unwrap();
         writer
             .make_writer()
-            .write_all(b"logging: a line before the guard is dropped\n")
+            .write_all(b"before the guard is dropped\n")
             .unwrap();
-        assert!(!writer.0.out().buffer().is_empty());
         drop(guard);
-        assert!(writer.0.out().buffer().is_empty());
+        assert_eq!(sink.text(), "before the guard is dropped\n");
+        // The thread is gone: a later line is written out at once.
+        writer.make_writer().write_all(b"after\n").unwrap();
+        assert_eq!(sink.text(), "before the guard is dropped\nafter\n");
+    }
+
+    #[test]
+    fn lines_from_many_threads_all_arrive_whole_and_in_order() {
+        const THREADS: usize = 4;
+        const LINES: usize = 20_000;
+        let sink = Sink::default();
+        let (writer, guard) = writer_to(Box::new(sink.clone())).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let writer = writer.clone();
+                s.spawn(move || {
+                    for n in 0..LINES {
+                        let line = format!("thread={t} n={n} {}\n", "x".repeat(n % 200));
+                        writer.make_writer().write_all(line.as_bytes()).unwrap();
+                    }
+                });
+            }
+        });
+        drop(guard);
+        let text = sink.text();
+        let mut next = [0usize; THREADS];
+        for line in text.lines() {
+            let mut parts = line.split(' ');
+            let t: usize = parts
+                .next()
+                .unwrap()
+                .strip_prefix("thread=")
+                .unwrap()
+                .parse()
+                .unwrap();
+            let n: usize = parts
+                .next()
+                .unwrap()
+                .strip_prefix("n=")
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(parts.next().unwrap(), "x".repeat(n % 200), "{line}");
+            assert_eq!(n, next[t], "thread {t}: a line is missing or out of order");
+            next[t] += 1;
+        }
+        assert_eq!(next, [LINES; THREADS]);
+    }
+
+    #[test]
+    fn a_stalled_output_holds_loggers_back_only_once_both_buffers_are_full() {
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let (waiting, writing) = std::sync::mpsc::channel();
+        let sink = Sink {
+            gate: Some(gate.clone()),
+            waiting: Some(waiting),
+            ..Sink::default()
+        };
+        let (writer, guard) = writer_to(Box::new(sink.clone())).unwrap();
+        let full = |c: u8| {
+            let mut line = vec![c; BUFFER_BYTES];
+            line.push(b'\n');
+            line
+        };
+        // A full buffer: the thread takes it and is stuck writing it.
+        writer.make_writer().write_all(&full(b'a')).unwrap();
+        writing
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the thread writes a full buffer out");
+        // The other buffer takes a line without waiting for the write.
+        let (done, finished) = std::sync::mpsc::channel();
+        let logger = |line: Vec<u8>, done: std::sync::mpsc::Sender<()>| {
+            let writer = writer.clone();
+            std::thread::spawn(move || {
+                writer.make_writer().write_all(&line).unwrap();
+                let _ = done.send(());
+            })
+        };
+        let second = logger(full(b'b'), done.clone());
+        finished
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a logger does not wait while the other buffer is written");
+        // Both are full now: the next logger waits for the output.
+        let third = logger(b"c\n".to_vec(), done);
+        assert!(
+            finished.recv_timeout(Duration::from_millis(200)).is_err(),
+            "a logger went on with both buffers full"
+        );
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        second.join().unwrap();
+        third.join().unwrap();
+        drop(guard);
+        let text = sink.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].len() == BUFFER_BYTES && lines[0].bytes().all(|b| b == b'a'));
+        assert!(lines[1].len() == BUFFER_BYTES && lines[1].bytes().all(|b| b == b'b'));
+        assert_eq!(lines[2], "c");
     }
 }
