@@ -63,7 +63,8 @@ async fn story(backend: Db) {
     let t0 = Timestamp(1_700_000_000_000);
 
     // Users: create, read back as sent, uniqueness is case-insensitive and per connection.
-    // Two e-mails that differ only in case are one index row.
+    // Two e-mails that differ only in case: the create is accepted, and filters on e-mail
+    // values find the user whatever the case.
     let ann_mails = json!({
         "emails": [
             {"value": "Ann@Work.example", "type": "work"},
