@@ -17,20 +17,27 @@
 //! its empty one every [`FLUSH_EVERY`], or as soon as it holds 64 KiB, and writes it out
 //! without the lock. So a busy server makes one system call per few hundred lines, wakes no
 //! thread per line, and never writes to the output on a request's thread; an idle one shows
-//! a line within [`FLUSH_EVERY`]. Nothing is dropped: a logger waits only when the buffer
-//! it would fill is full while the other is still being written (a stalled output). Dropping
-//! the [`FlushGuard`] writes out what is left (at exit).
+//! a line within [`FLUSH_EVERY`]. Dropping the [`FlushGuard`] writes out what is left (at
+//! exit).
+//!
+//! **A stalled output** (a log pipe nobody reads) holds a logger back only when both buffers
+//! are full, and then for at most [`STALL_WAIT`]. Past that, lines are dropped without
+//! waiting until the output takes the buffer being written: a stuck log collector slows
+//! requests by one bounded wait, never stops them. Dropped lines are counted
+//! ([`lines_dropped`], the metric `pimgate_log_lines_dropped_total`) and, once the output
+//! moves again, one warning line says how many were lost.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
 use std::future::Future;
 use std::io::{self, Write};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::MatchedPath;
 use axum::http::{HeaderValue, Method};
+use prometheus_client::metrics::counter::Counter;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::field::RecordFields;
@@ -310,8 +317,29 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// A buffer's size: when the one being filled reaches it, the writing thread is woken.
 const BUFFER_BYTES: usize = 64 * 1024;
 
+/// How long a logger waits for room when both buffers are full; past that, the output is
+/// taken as stalled and lines are dropped until it takes the buffer being written.
+pub const STALL_WAIT: Duration = Duration::from_secs(1);
+
 /// Where the output goes (standard error; memory in tests).
 type Output = Box<dyn Write + Send>;
+
+/// Told, on the writing thread, how many lines were dropped since it was last told.
+type DropNotice = Box<dyn Fn(u64) + Send>;
+
+/// Lines dropped in this process because the output stalled (the metric
+/// `pimgate_log_lines_dropped_total` reads this counter).
+static DROPPED: LazyLock<Counter> = LazyLock::new(Counter::default);
+
+/// The counter of lines dropped on a stalled output, since the process started.
+pub fn lines_dropped() -> &'static Counter {
+    &DROPPED
+}
+
+thread_local! {
+    /// Set on the writing thread: its own lines (the drop notice) never wait for room.
+    static WRITING_THREAD: Cell<bool> = const { Cell::new(false) };
+}
 
 /// The buffer lines are appended to. The writing thread owns the other one.
 struct Filling {
@@ -320,6 +348,11 @@ struct Filling {
     stopped: bool,
     /// The thread has exited: loggers write out themselves.
     exited: bool,
+    /// A logger waited [`STALL_WAIT`] in vain: lines are dropped, not waited for, until the
+    /// thread takes this buffer.
+    stalled: bool,
+    /// Lines dropped since the thread last reported them.
+    dropped: u64,
 }
 
 struct Shared {
@@ -330,6 +363,8 @@ struct Shared {
     taken: Condvar,
     /// Used by the writing thread, and by loggers once it has stopped.
     out: Mutex<Output>,
+    /// How long a logger waits for room ([`STALL_WAIT`]; shorter or longer in tests).
+    stall_wait: Duration,
 }
 
 impl Shared {
@@ -346,14 +381,33 @@ impl Shared {
 
     /// Appends one line (or part of one: a line is written by one call, so lines never
     /// interleave). Waits only while the buffer is full and the other one is still being
-    /// written out.
+    /// written out, and then for at most [`STALL_WAIT`]; a line that finds no room by then,
+    /// or while the output is known to be stalled, is dropped and counted.
     fn append(&self, bytes: &[u8]) {
         let mut filling = self.filling();
-        while filling.lines.len() >= BUFFER_BYTES && !filling.exited {
-            filling = self
-                .taken
-                .wait(filling)
-                .unwrap_or_else(PoisonError::into_inner);
+        if filling.lines.len() >= BUFFER_BYTES && !filling.exited && !WRITING_THREAD.with(Cell::get)
+        {
+            let give_up = Instant::now() + self.stall_wait;
+            loop {
+                if filling.stalled {
+                    filling.dropped += 1;
+                    DROPPED.inc();
+                    return;
+                }
+                let left = give_up.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    filling.stalled = true;
+                    continue;
+                }
+                filling = self
+                    .taken
+                    .wait_timeout(filling, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+                if filling.lines.len() < BUFFER_BYTES || filling.exited {
+                    break;
+                }
+            }
         }
         if filling.exited {
             filling.lines.extend_from_slice(bytes);
@@ -369,8 +423,11 @@ impl Shared {
     }
 
     /// The writing thread: every [`FLUSH_EVERY`], or as soon as the buffer being filled is
-    /// full, swaps it for its own empty one and writes it out without holding the lock.
-    fn run(&self) {
+    /// full, swaps it for its own empty one and writes it out without holding the lock. After
+    /// a write, it reports the lines dropped meanwhile through `notice` (a line of its own,
+    /// appended without waiting).
+    fn run(&self, notice: &DropNotice) {
+        WRITING_THREAD.with(|w| w.set(true));
         let mut writing = Vec::with_capacity(BUFFER_BYTES);
         let mut filling = self.filling();
         loop {
@@ -384,10 +441,17 @@ impl Shared {
             let stopping = filling.stopped;
             if !filling.lines.is_empty() {
                 std::mem::swap(&mut filling.lines, &mut writing);
+                filling.stalled = false;
                 self.taken.notify_all();
                 drop(filling);
                 self.write_out(&writing);
                 writing.clear();
+                filling = self.filling();
+            }
+            let dropped = std::mem::take(&mut filling.dropped);
+            if dropped > 0 {
+                drop(filling);
+                notice(dropped);
                 filling = self.filling();
             }
             if stopping {
@@ -415,25 +479,44 @@ pub struct FlushGuard {
 }
 
 /// A writer to standard error and the guard of its writing thread (named `pimgate-log`).
+/// Lines dropped on a stalled output are reported as a warning of the process's own
+/// subscriber.
 pub fn stderr_writer() -> io::Result<(LogWriter, FlushGuard)> {
-    writer_to(Box::new(io::stderr()))
+    writer_to(
+        Box::new(io::stderr()),
+        Box::new(|lines| {
+            tracing::warn!(
+                lines,
+                "log lines were dropped: standard error took no output for {} s",
+                STALL_WAIT.as_secs()
+            );
+        }),
+        STALL_WAIT,
+    )
 }
 
-fn writer_to(out: Output) -> io::Result<(LogWriter, FlushGuard)> {
+fn writer_to(
+    out: Output,
+    notice: DropNotice,
+    stall_wait: Duration,
+) -> io::Result<(LogWriter, FlushGuard)> {
     let shared = Arc::new(Shared {
         filling: Mutex::new(Filling {
             lines: Vec::with_capacity(BUFFER_BYTES),
             stopped: false,
             exited: false,
+            stalled: false,
+            dropped: 0,
         }),
         full: Condvar::new(),
         taken: Condvar::new(),
         out: Mutex::new(out),
+        stall_wait,
     });
     let writer = shared.clone();
     let thread = std::thread::Builder::new()
         .name("pimgate-log".to_owned())
-        .spawn(move || writer.run())?;
+        .spawn(move || writer.run(&notice))?;
     Ok((
         LogWriter(shared.clone()),
         FlushGuard {
@@ -657,7 +740,7 @@ mod tests {
     #[derive(Clone, Default)]
     struct Sink {
         data: Arc<Mutex<Vec<u8>>>,
-        gate: Option<Arc<(Mutex<bool>, Condvar)>>,
+        gate: Option<Gate>,
         waiting: Option<std::sync::mpsc::Sender<()>>,
     }
 
@@ -691,7 +774,7 @@ mod tests {
     #[test]
     fn the_guard_writes_out_what_is_buffered_and_stops_the_thread() {
         let sink = Sink::default();
-        let (writer, guard) = writer_to(Box::new(sink.clone())).unwrap();
+        let (writer, guard) = writer_to(Box::new(sink.clone()), no_notice(), STALL_WAIT).unwrap();
         writer
             .make_writer()
             .write_all(b"before the guard is dropped\n")
@@ -708,7 +791,7 @@ mod tests {
         const THREADS: usize = 4;
         const LINES: usize = 20_000;
         let sink = Sink::default();
-        let (writer, guard) = writer_to(Box::new(sink.clone())).unwrap();
+        let (writer, guard) = writer_to(Box::new(sink.clone()), no_notice(), STALL_WAIT).unwrap();
         std::thread::scope(|s| {
             for t in 0..THREADS {
                 let writer = writer.clone();
@@ -746,8 +829,23 @@ mod tests {
         assert_eq!(next, [LINES; THREADS]);
     }
 
-    #[test]
-    fn a_stalled_output_holds_loggers_back_only_once_both_buffers_are_full() {
+    fn no_notice() -> DropNotice {
+        Box::new(|_| {})
+    }
+
+    /// A line that fills a buffer on its own.
+    fn full(c: u8) -> Vec<u8> {
+        let mut line = vec![c; BUFFER_BYTES];
+        line.push(b'\n');
+        line
+    }
+
+    /// Opened (true) lets a gated [`Sink`] write.
+    type Gate = Arc<(Mutex<bool>, Condvar)>;
+
+    /// An output that blocks until its gate opens, and a channel that says when a write
+    /// started.
+    fn gated_sink() -> (Sink, Gate, std::sync::mpsc::Receiver<()>) {
         let gate = Arc::new((Mutex::new(false), Condvar::new()));
         let (waiting, writing) = std::sync::mpsc::channel();
         let sink = Sink {
@@ -755,12 +853,24 @@ mod tests {
             waiting: Some(waiting),
             ..Sink::default()
         };
-        let (writer, guard) = writer_to(Box::new(sink.clone())).unwrap();
-        let full = |c: u8| {
-            let mut line = vec![c; BUFFER_BYTES];
-            line.push(b'\n');
-            line
-        };
+        (sink, gate, writing)
+    }
+
+    fn open(gate: &(Mutex<bool>, Condvar)) {
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+    }
+
+    #[test]
+    fn a_stalled_output_holds_loggers_back_only_once_both_buffers_are_full() {
+        let (sink, gate, writing) = gated_sink();
+        // A wait far longer than the test: here a logger must wait, not drop.
+        let (writer, guard) = writer_to(
+            Box::new(sink.clone()),
+            no_notice(),
+            Duration::from_secs(3600),
+        )
+        .unwrap();
         // A full buffer: the thread takes it and is stuck writing it.
         writer.make_writer().write_all(&full(b'a')).unwrap();
         writing
@@ -785,8 +895,7 @@ mod tests {
             finished.recv_timeout(Duration::from_millis(200)).is_err(),
             "a logger went on with both buffers full"
         );
-        *gate.0.lock().unwrap() = true;
-        gate.1.notify_all();
+        open(&gate);
         second.join().unwrap();
         third.join().unwrap();
         drop(guard);
@@ -796,5 +905,73 @@ mod tests {
         assert!(lines[0].len() == BUFFER_BYTES && lines[0].bytes().all(|b| b == b'a'));
         assert!(lines[1].len() == BUFFER_BYTES && lines[1].bytes().all(|b| b == b'b'));
         assert_eq!(lines[2], "c");
+    }
+
+    #[test]
+    fn a_stalled_output_drops_lines_after_the_wait_and_says_how_many() {
+        let (sink, gate, writing) = gated_sink();
+        // The notice is logged through the writer itself, on the writing thread, as the
+        // process's warning is: it must not wait for room either.
+        let own = Arc::new(std::sync::OnceLock::<LogWriter>::new());
+        let notice: DropNotice = Box::new({
+            let own = own.clone();
+            move |n| {
+                if let Some(w) = own.get() {
+                    let _ = w
+                        .make_writer()
+                        .write_all(format!("dropped {n}\n").as_bytes());
+                }
+            }
+        });
+        let (writer, guard) =
+            writer_to(Box::new(sink.clone()), notice, Duration::from_millis(50)).unwrap();
+        let _ = own.set(writer.clone());
+        let before = lines_dropped().get();
+        // One buffer is being written (stuck), the other is full.
+        writer.make_writer().write_all(&full(b'a')).unwrap();
+        writing
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the thread writes a full buffer out");
+        writer.make_writer().write_all(&full(b'b')).unwrap();
+        // The first logger gives up after its wait; the next ones drop at once. Each comes
+        // back (on a thread, so that a logger stuck for good fails the test, not hangs it).
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn({
+            let writer = writer.clone();
+            move || {
+                for line in [&b"c\n"[..], b"d\n", b"e\n"] {
+                    writer.make_writer().write_all(line).unwrap();
+                }
+                let _ = done.send(());
+            }
+        });
+        finished
+            .recv_timeout(Duration::from_secs(30))
+            .expect("loggers come back while the output is stalled");
+        assert!(lines_dropped().get() - before >= 3);
+        // The output moves again: what was buffered goes out, then the notice.
+        open(&gate);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !sink.text().contains("dropped 3\n") {
+            assert!(Instant::now() < deadline, "no notice of the dropped lines");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Lines are taken again.
+        writer.make_writer().write_all(b"f\n").unwrap();
+        drop(guard);
+        let text = sink.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines.len(),
+            4,
+            "{:?}",
+            lines
+                .iter()
+                .map(|l| &l[..l.len().min(12)])
+                .collect::<Vec<_>>()
+        );
+        assert!(lines[0].len() == BUFFER_BYTES && lines[0].bytes().all(|b| b == b'a'));
+        assert!(lines[1].len() == BUFFER_BYTES && lines[1].bytes().all(|b| b == b'b'));
+        assert_eq!(lines[2..], ["dropped 3", "f"]);
     }
 }

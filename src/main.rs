@@ -183,8 +183,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to standard error through one shared buffer ([`pimgate::logging`]): written out
-/// every 100 ms or when 64 KiB have gathered, never line by line; nothing is dropped.
+/// Logs go to standard error through two shared buffers ([`pimgate::logging`]): written out
+/// every 100 ms or when 64 KiB have gathered, never line by line; on a stalled stderr, lines
+/// are dropped (and counted) after a wait of at most 1 s.
 fn init_tracing(v: &Validated) -> std::io::Result<pimgate::logging::FlushGuard> {
     let filter =
         EnvFilter::try_new(&v.settings.log.level).unwrap_or_else(|_| EnvFilter::new("info"));

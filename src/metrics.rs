@@ -12,6 +12,7 @@
 //! - `db_pool_connections{state}` (`idle`, `in_use`), `db_pool_max_connections` (read when
 //!   scraped);
 //! - `sessions_ended_total{reason}`, `backchannel_logout_deliveries_total{client,outcome}`;
+//! - `log_lines_dropped_total` (log lines lost to a stalled standard error, [`crate::logging`]);
 //! - `build_info{version}`.
 
 use std::sync::Arc;
@@ -216,6 +217,11 @@ impl Metrics {
             "backchannel_logout_deliveries",
             "Back-channel logout tokens sent to clients, by client and outcome (delivered, refused, failed, dropped)",
             backchannel.clone(),
+        );
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because standard error took no output for a while",
+            crate::logging::lines_dropped().clone(),
         );
         Self {
             inner: Arc::new(Inner {

@@ -394,6 +394,26 @@ impl Process {
         redis_url: Option<&str>,
         listen: &str,
     ) -> Process {
+        Self::spawn(config, database_url, redis_url, listen, false).0
+    }
+
+    /// [`Process::start`] with its standard error (the log) left to the caller, who may
+    /// read it, or not.
+    pub fn start_with_stderr(
+        config: &std::path::Path,
+        database_url: &str,
+    ) -> (Process, std::process::ChildStderr) {
+        let (process, stderr) = Self::spawn(config, database_url, None, "127.0.0.1:0", true);
+        (process, stderr.expect("stderr is piped"))
+    }
+
+    fn spawn(
+        config: &std::path::Path,
+        database_url: &str,
+        redis_url: Option<&str>,
+        listen: &str,
+        keep_stderr: bool,
+    ) -> (Process, Option<std::process::ChildStderr>) {
         use std::io::BufRead;
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pimgate"));
         cmd.arg("--config").arg(config).arg("serve");
@@ -406,11 +426,16 @@ impl Process {
             .env("PIMGATE_DATABASE_URL", database_url)
             .env("PIMGATE_SCIM_TOKEN", TOKEN)
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null());
+            .stderr(if keep_stderr {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
+            });
         if let Some(r) = redis_url {
             cmd.env("PIMGATE_REDIS_URL", r);
         }
         let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take();
         let stdout = child.stdout.take().unwrap();
         let mut lines = std::io::BufReader::new(stdout).lines();
         let base = loop {
@@ -424,7 +449,7 @@ impl Process {
         };
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Process { base, child }
+        (Process { base, child }, stderr)
     }
 }
 

@@ -1,7 +1,8 @@
 //! Hostile load, bad input and faults: one test per finding of the probe that asked for the
 //! bounds (slow and idle clients, a connection flood, input that reached the database as a
 //! 500, a PostgreSQL restart under write load, the delete/add membership race, shared
-//! tokens, a hostile `Host`, requests that outlive their deadline).
+//! tokens, a hostile `Host`, requests that outlive their deadline), and a log output that
+//! stops being read.
 
 use std::time::Duration;
 
@@ -12,8 +13,8 @@ use tokio::net::TcpStream;
 
 use crate::both;
 use crate::helpers::{
-    ACCESS_TOKEN, Db, ENTERPRISE_URN, GROUP_URN, OwnPostgres, TOKEN, TestApp, TestDb, USER_URN,
-    assert_scim_error, patch_op, query, send, send_raw,
+    ACCESS_TOKEN, Db, ENTERPRISE_URN, GROUP_URN, OwnPostgres, Process, TOKEN, TestApp, TestDb,
+    USER_URN, assert_scim_error, patch_op, query, send, send_raw,
 };
 
 // ------------------------------------------------------------------ connections
@@ -527,6 +528,75 @@ both!(delete_add_race_leaves_no_ghost_members, |app| {
     assert_eq!(count, 0, "member_count counts only real members");
     app.stop().await;
 });
+
+// ------------------------------------------------------------------ log output
+
+/// Standard error is a pipe nobody reads (a stuck log collector): requests go on being
+/// answered (before, every logging request waited for the output for good), the lines that
+/// found no room are counted, and once stderr is read again a warning says how many.
+#[tokio::test]
+async fn stalled_log_output_holds_requests_back_at_most_once_and_counts_dropped_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pimgate.toml");
+    std::fs::write(&config, "[log]\nlevel = \"info\"\nformat = \"text\"\n").unwrap();
+    let db = format!("sqlite://{}/p.db", dir.path().display());
+    let (process, stderr) = Process::start_with_stderr(&config, &db);
+    pimgate::tls::install_crypto_provider();
+    // Each answer must come well within the client's timeout; before the bound, the request
+    // that found both buffers and the pipe full never came back.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    // About 200 bytes of access line per request: 4,000 fill the pipe (64 KiB) and both
+    // buffers (128 KiB) several times over.
+    for n in 0..4_000 {
+        let r = client
+            .get(format!("{}/healthz", process.base))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request {n} with the log stalled: {e}"));
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let metrics = client
+        .get(format!("{}/metrics", process.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dropped: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("pimgate_log_lines_dropped_total "))
+        .expect("the dropped-lines counter is exported")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(dropped >= 1_000.0, "{dropped} lines counted as dropped");
+    // The collector reads again: what was buffered goes out, then the warning.
+    let (found, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            if line.contains("log lines were dropped") {
+                let _ = found.send(line);
+            }
+        }
+    });
+    let warning = seen
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a warning says how many lines were dropped");
+    let lines: u64 = warning
+        .split("lines=")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the warning names a count: {warning}"));
+    assert!(lines >= 1, "{warning}");
+    drop(process);
+}
 
 // ------------------------------------------------------------------ config and headers
 
