@@ -18,7 +18,7 @@
 //! without the lock. So a busy server makes one system call per few hundred lines, wakes no
 //! thread per line, and never writes to the output on a request's thread; an idle one shows
 //! a line within [`FLUSH_EVERY`]. Dropping the [`FlushGuard`] writes out what is left (at
-//! exit).
+//! exit), waiting at most [`STALL_WAIT`] for the output.
 //!
 //! **A stalled output** (a log pipe nobody reads) holds a logger back only when both buffers
 //! are full, and then for at most [`STALL_WAIT`]. Past that, lines are dropped without
@@ -476,6 +476,8 @@ pub struct LogWriter(Arc<Shared>);
 pub struct FlushGuard {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    /// Says that the thread has written out the rest and ended.
+    ended: std::sync::mpsc::Receiver<()>,
 }
 
 /// A writer to standard error and the guard of its writing thread (named `pimgate-log`).
@@ -514,23 +516,33 @@ fn writer_to(
         stall_wait,
     });
     let writer = shared.clone();
+    let (end, ended) = std::sync::mpsc::sync_channel(1);
     let thread = std::thread::Builder::new()
         .name("pimgate-log".to_owned())
-        .spawn(move || writer.run(&notice))?;
+        .spawn(move || {
+            writer.run(&notice);
+            let _ = end.send(());
+        })?;
     Ok((
         LogWriter(shared.clone()),
         FlushGuard {
             shared,
             thread: Some(thread),
+            ended,
         },
     ))
 }
 
 impl Drop for FlushGuard {
+    /// Waits for the rest to be written out, but on a stalled output for at most the stall
+    /// wait: then the thread is left behind (the process is ending) and what it holds is
+    /// lost, rather than the exit hanging on the log.
     fn drop(&mut self) {
         self.shared.filling().stopped = true;
         self.shared.full.notify_all();
-        if let Some(thread) = self.thread.take() {
+        if self.ended.recv_timeout(self.shared.stall_wait).is_ok()
+            && let Some(thread) = self.thread.take()
+        {
             let _ = thread.join();
         }
     }
@@ -774,7 +786,7 @@ mod tests {
     #[test]
     fn the_guard_writes_out_what_is_buffered_and_stops_the_thread() {
         let sink = Sink::default();
-        let (writer, guard) = writer_to(Box::new(sink.clone()), no_notice(), STALL_WAIT).unwrap();
+        let (writer, guard) = writer_to(Box::new(sink.clone()), no_notice(), PATIENT).unwrap();
         writer
             .make_writer()
             .write_all(b"before the guard is dropped\n")
@@ -791,7 +803,7 @@ mod tests {
         const THREADS: usize = 4;
         const LINES: usize = 20_000;
         let sink = Sink::default();
-        let (writer, guard) = writer_to(Box::new(sink.clone()), no_notice(), STALL_WAIT).unwrap();
+        let (writer, guard) = writer_to(Box::new(sink.clone()), no_notice(), PATIENT).unwrap();
         std::thread::scope(|s| {
             for t in 0..THREADS {
                 let writer = writer.clone();
@@ -829,6 +841,10 @@ mod tests {
         assert_eq!(next, [LINES; THREADS]);
     }
 
+    /// A stall wait far longer than any test: where a test is not about the bound, a busy
+    /// machine must not make it drop lines.
+    const PATIENT: Duration = Duration::from_secs(3600);
+
     fn no_notice() -> DropNotice {
         Box::new(|_| {})
     }
@@ -864,13 +880,8 @@ mod tests {
     #[test]
     fn a_stalled_output_holds_loggers_back_only_once_both_buffers_are_full() {
         let (sink, gate, writing) = gated_sink();
-        // A wait far longer than the test: here a logger must wait, not drop.
-        let (writer, guard) = writer_to(
-            Box::new(sink.clone()),
-            no_notice(),
-            Duration::from_secs(3600),
-        )
-        .unwrap();
+        // Here a logger must wait, not drop.
+        let (writer, guard) = writer_to(Box::new(sink.clone()), no_notice(), PATIENT).unwrap();
         // A full buffer: the thread takes it and is stuck writing it.
         writer.make_writer().write_all(&full(b'a')).unwrap();
         writing
@@ -905,6 +916,30 @@ mod tests {
         assert!(lines[0].len() == BUFFER_BYTES && lines[0].bytes().all(|b| b == b'a'));
         assert!(lines[1].len() == BUFFER_BYTES && lines[1].bytes().all(|b| b == b'b'));
         assert_eq!(lines[2], "c");
+    }
+
+    #[test]
+    fn dropping_the_guard_waits_for_a_stalled_output_only_for_the_stall_wait() {
+        let (sink, gate, writing) = gated_sink();
+        let (writer, guard) = writer_to(
+            Box::new(sink.clone()),
+            no_notice(),
+            Duration::from_millis(50),
+        )
+        .unwrap();
+        writer.make_writer().write_all(b"never written\n").unwrap();
+        writing
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the thread writes the line out (and is stuck there)");
+        let (done, dropped) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(guard);
+            let _ = done.send(());
+        });
+        dropped
+            .recv_timeout(Duration::from_secs(30))
+            .expect("dropping the guard comes back while the output is stalled");
+        open(&gate);
     }
 
     #[test]
